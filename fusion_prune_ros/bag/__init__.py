@@ -1,0 +1,1 @@
+"""ROS 2 bags from nuScenes scenes, written and read without a ROS installation (through `rosbags`)."""

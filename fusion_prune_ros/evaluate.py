@@ -1,0 +1,102 @@
+"""Predictions -> nuScenes results JSON -> the official `DetectionEval` (detection_cvpr_2019).
+
+Scoring goes through the devkit itself, never a re-implementation, so numbers on the generated set mean what
+they mean on nuScenes. Ground truth in the LiDAR frame (for training targets and sanity checks) is read here too.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from nuscenes.eval.common.config import config_factory
+from nuscenes.eval.detection.evaluate import DetectionEval
+
+from .data.classes import CATEGORY_TO_CLASS, DETECTION_CLASSES
+from .data.nusc import check_split, split_sample_tokens
+from .detections import Detections, from_global, lidar_to_global, to_nuscenes_boxes
+from .errors import UserError
+
+EVAL_CONFIG = "detection_cvpr_2019"
+TP_METRICS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
+
+
+def ground_truth(nusc, sample_token: str, min_points: int = 0) -> Detections:
+    """The sample's annotations of the ten detection classes as LiDAR-frame Detections (score 1).
+
+    min_points = 1 keeps only the boxes the official evaluation keeps (it drops boxes without LiDAR or radar
+    points). Velocities come from the devkit's finite differences over neighbouring annotations; they are NaN for
+    an instance seen once, which callers must treat as 'unknown'.
+    """
+    sample = nusc.get("sample", sample_token)
+    anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
+    anns = [a for a in anns if a["category_name"] in CATEGORY_TO_CLASS
+            and a["num_lidar_pts"] + a["num_radar_pts"] >= min_points]
+    labels = np.array([DETECTION_CLASSES.index(CATEGORY_TO_CLASS[a["category_name"]]) for a in anns], np.int64)
+    velocities = [nusc.box_velocity(a["token"])[:2] for a in anns]
+    boxes = from_global([a["translation"] for a in anns], [a["size"] for a in anns], [a["rotation"] for a in anns],
+                        velocities, lidar_to_global(nusc, sample_token))
+    attrs = [nusc.get("attribute", a["attribute_tokens"][0])["name"] if a["attribute_tokens"] else "" for a in anns]
+    return Detections(boxes, np.ones(len(anns), np.float32), labels, attrs)
+
+
+def results_document(nusc, predictions: dict, use_camera: bool = True, use_lidar: bool = True) -> dict:
+    """{sample_token: Detections (LiDAR frame)} -> the nuScenes detection results document."""
+    results = {}
+    for token, det in predictions.items():
+        boxes = to_nuscenes_boxes(det, lidar_to_global(nusc, token), token)
+        for b in boxes:  # unknown velocities (NaN) are written as zero: JSON has no NaN
+            b["velocity"] = [0.0 if not np.isfinite(v) else v for v in b["velocity"]]
+        results[token] = boxes
+    return {"meta": {"use_camera": use_camera, "use_lidar": use_lidar, "use_radar": False, "use_map": False,
+                     "use_external": False}, "results": results}
+
+
+def ground_truth_predictions(nusc, split: str) -> dict:
+    """Every sample of the split with its evaluable ground truth as predictions (the sanity check: mAP = NDS = 1)."""
+    return {t: ground_truth(nusc, t, min_points=1) for t in split_sample_tokens(nusc, split)}
+
+
+def evaluate_results(nusc, results_path: str | Path, split: str, out_dir: str | Path, verbose: bool = False) -> dict:
+    """Run the official DetectionEval on a results file; returns its metrics summary (also written to out_dir)."""
+    check_split(nusc.version, split)
+    results_path, out_dir = Path(results_path), Path(out_dir)
+    if not results_path.is_file():
+        raise UserError(f"results file not found: {results_path}")
+    try:
+        doc = json.loads(results_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"malformed results file {results_path}: {e}") from None
+    missing = set(split_sample_tokens(nusc, split)) - set(doc.get("results", {}))
+    if missing:
+        raise UserError(f"results file {results_path.name} lacks {len(missing)} sample(s) of split {split}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with sink:
+        evaluator = DetectionEval(nusc, config_factory(EVAL_CONFIG), str(results_path), split, str(out_dir),
+                                  verbose=verbose)
+        return evaluator.main(plot_examples=0, render_curves=False)
+
+
+def evaluate_predictions(nusc, predictions: dict, split: str, out_dir: str | Path, use_camera: bool = True,
+                         use_lidar: bool = True) -> dict:
+    """Write predictions as a results file under out_dir and score them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "results_nusc.json"
+    path.write_text(json.dumps(results_document(nusc, predictions, use_camera, use_lidar)))
+    return evaluate_results(nusc, path, split, out_dir)
+
+
+def format_metrics(summary: dict) -> str:
+    """mAP, NDS, the mean TP errors and a per-class table, as printed by `fusion-prune eval`."""
+    lines = [f"mAP {summary['mean_ap']:.4f}   NDS {summary['nd_score']:.4f}",
+             "   ".join(f"m{k.split('_')[0].upper()[:3]}E {summary['tp_errors'][k]:.4f}" for k in TP_METRICS),
+             f"{'class':<22}{'AP':>8}" + "".join(f"{k:>12}" for k in TP_METRICS)]
+    for cls in DETECTION_CLASSES:
+        row = f"{cls:<22}{summary['mean_dist_aps'][cls]:>8.4f}"
+        row += "".join(f"{summary['label_tp_errors'][cls][k]:>12.4f}" for k in TP_METRICS)
+        lines.append(row)
+    return "\n".join(lines)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run the default test suite: the README's test command, and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+. .venv/bin/activate
+# ROS processes started by tests keep DDS discovery on loopback (this workplace forbids multicast off the machine).
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+python -m pytest -q "$@"

@@ -1,0 +1,63 @@
+"""ament_python package fusion_prune_ros.
+
+`colcon build` on a ROS 2 machine and `pip install .` elsewhere both read this file. launch/, config/ and
+models/ go to share/fusion_prune_ros so `ros2 launch fusion_prune_ros ...` and the node find them through the
+ament index. ROS packages (rclpy, launch_ros, vision_msgs, ...) are declared in package.xml, not here: PyPI's
+`launch` is an unrelated project, and the PyPI ROS wheels use other distribution names.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "fusion_prune_ros"
+
+
+def share(folder: str, pattern: str = "*.*"):
+    """(install folder, files) for data_files: everything matching `pattern` directly under `folder`."""
+    return (f"share/{PACKAGE}/{folder}", sorted(glob(f"{folder}/{pattern}")))
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    include_package_data=True,
+    package_data={PACKAGE: ["ros/interfaces/*/msg/*.msg", "ros/interfaces/*/*.txt", "ros/interfaces/*/*.xml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        share("launch"),
+        share("config"),
+        share("config/profiles"),
+        share("models"),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "torch==2.13.0",
+        "numpy==1.26.4",
+        "opencv-python-headless==4.11.0.86",
+        "nuscenes-devkit==1.2.0",
+        "rosbags==0.11.9",
+        "onnx==1.23.2",
+        "onnxruntime==1.32.0",
+        "onnxscript==0.7.2",
+        "torch-pruning==1.6.1",
+        "numba==0.61.2",
+        "matplotlib==3.11.2",
+        "tqdm==4.70.1",
+        "PyYAML==6.0.4",
+        "Pillow==13.0.0",
+    ],
+    extras_require={
+        "test": ["pytest==9.2.0", "mcap==1.6.0", "mcap-ros2-support==0.6.0"],
+    },
+    entry_points={
+        "console_scripts": [
+            "fusion-prune = fusion_prune_ros.cli:main",
+        ],
+    },
+    zip_safe=False,
+    maintainer="fusion_prune_ros developers",
+    description="Camera-LiDAR fusion 3D detection with multimodal pruning and a ROS 2 node that switches variants",
+    license="Apache-2.0",
+)
