@@ -72,6 +72,29 @@ def _eval(args) -> None:
     print(f"metrics written to {out / 'metrics_summary.json'}")
 
 
+def _show(args) -> None:
+    from .data.frame import load_frame
+    from .data.nusc import open_nuscenes
+    from .evaluate import ground_truth
+    from .viz import bev_plot, camera_mosaic
+
+    nusc = open_nuscenes(args.dataroot, args.version)
+    scene = next((s for s in nusc.scene if s["name"] == args.scene), None)
+    if scene is None:
+        raise UserError(f"no scene {args.scene} in {args.dataroot}")
+    token = scene["first_sample_token"]
+    for _ in range(args.sample):
+        token = nusc.get("sample", token)["next"] or token
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = load_frame(nusc, token, n_sweeps=1)
+    title = f"{scene['name']} ({scene['description']}), sample {args.sample}"
+    camera_mosaic(frame.images, frame.camera_names, out / f"{scene['name']}_cameras.png", title)
+    bev_plot(frame.points, out / f"{scene['name']}_bev.png", truth=ground_truth(nusc, token, min_points=1),
+             title=f"{title}: LiDAR + boxes with points")
+    print(f"wrote {out / (scene['name'] + '_cameras.png')} and {out / (scene['name'] + '_bev.png')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusion-prune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -117,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", action="store_true", help="score the ground truth as predictions")
     p.add_argument("--out", default="runs/eval", help="folder for metrics_summary.json")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("show", help="plot a sample: six cameras, and LiDAR + boxes from above",
+                       description="Write <scene>_cameras.png and <scene>_bev.png for one sample of a scene.")
+    p.add_argument("--dataroot", required=True)
+    p.add_argument("--version", default="v1.0-mini")
+    p.add_argument("--scene", required=True)
+    p.add_argument("--sample", type=int, default=0, help="index of the key frame in the scene")
+    p.add_argument("--out", default="docs")
+    p.set_defaults(func=_show)
     return parser
 
 
