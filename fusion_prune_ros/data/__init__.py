@@ -1,0 +1,1 @@
+"""nuScenes access through the official devkit, the generated nuScenes-format data set, and model inputs."""

@@ -1,0 +1,87 @@
+"""Opening a nuScenes data set (real or generated) with one-line errors instead of devkit assertions.
+
+The devkit reports a missing table or version with an AssertionError deep in its constructor, and a malformed
+table with a JSON traceback; a user of `fusion-prune` gets one line naming the problem instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from nuscenes.nuscenes import NuScenes
+from nuscenes.utils import splits as nusc_splits
+
+from ..errors import UserError
+from .schema import TABLE_NAMES
+
+SPLITS_OF_VERSION = {
+    "v1.0-mini": ("mini_train", "mini_val"),
+    "v1.0-trainval": ("train", "val"),
+    "v1.0-test": ("test",),
+}
+
+
+def check_split(version: str, split: str) -> None:
+    if version not in SPLITS_OF_VERSION:
+        raise UserError(f"unknown nuScenes version {version!r}: expected one of {', '.join(SPLITS_OF_VERSION)}")
+    if split not in SPLITS_OF_VERSION[version]:
+        raise UserError(f"split {split!r} does not belong to {version} (its splits: "
+                        f"{', '.join(SPLITS_OF_VERSION[version])})")
+
+
+def open_nuscenes(dataroot: str | Path, version: str, verbose: bool = False) -> NuScenes:
+    """Load the tables of `version` under `dataroot` after checking that they exist and parse."""
+    root = Path(dataroot)
+    if version not in SPLITS_OF_VERSION:
+        raise UserError(f"unknown nuScenes version {version!r}: expected one of {', '.join(SPLITS_OF_VERSION)}")
+    if not root.is_dir():
+        raise UserError(f"data root not found: {root}")
+    table_root = root / version
+    if not table_root.is_dir():
+        raise UserError(f"version {version} not found under {root} (no folder {table_root.name}/)")
+    for name in TABLE_NAMES:
+        path = table_root / f"{name}.json"
+        if not path.is_file():
+            raise UserError(f"missing table {version}/{name}.json under {root}")
+        try:
+            rows = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"malformed table {version}/{name}.json: {e}") from None
+        if not isinstance(rows, list) or any(not isinstance(r, dict) or "token" not in r for r in rows):
+            raise UserError(f"malformed table {version}/{name}.json: expected a list of records with a token")
+    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    try:
+        with sink:
+            return NuScenes(version=version, dataroot=str(root), verbose=verbose)
+    except (KeyError, AssertionError, TypeError, IndexError) as e:
+        raise UserError(f"inconsistent tables in {table_root}: {type(e).__name__} {e}") from None
+
+
+def split_scene_names(split: str) -> set:
+    return set(nusc_splits.create_splits_scenes()[split])
+
+
+def split_sample_tokens(nusc: NuScenes, split: str) -> list:
+    """Tokens of the samples of a split, in scene order then time order."""
+    check_split(nusc.version, split)
+    names = split_scene_names(split)
+    tokens = []
+    for scene in nusc.scene:
+        if scene["name"] not in names:
+            continue
+        token = scene["first_sample_token"]
+        while token:
+            tokens.append(token)
+            token = nusc.get("sample", token)["next"]
+    return tokens
+
+
+def sensor_file(nusc: NuScenes, sample_data_token: str) -> Path:
+    """Path of a sample_data file, with a one-line error when it is missing."""
+    rec = nusc.get("sample_data", sample_data_token)
+    path = Path(nusc.dataroot) / rec["filename"]
+    if not path.is_file():
+        raise UserError(f"missing sensor file {rec['filename']} under {nusc.dataroot}")
+    return path
