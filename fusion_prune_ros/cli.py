@@ -55,10 +55,68 @@ def _to_bag(args) -> None:
         print(f"wrote {args.out}: {summary}")
 
 
+def _detector_config(args):
+    from .config import DetectorConfig, load_yaml
+
+    cfg = load_yaml(DetectorConfig, args.config)
+    if getattr(args, "dataroot", None):
+        cfg.data.dataroot = args.dataroot
+    return cfg
+
+
+def _train(args) -> None:
+    from .train_detector import train_detector
+
+    cfg = _detector_config(args)
+    if args.steps:
+        cfg.train.steps = args.steps
+    train_detector(cfg, Path(args.out), device=args.device, quiet=args.quiet, evaluate=not args.no_eval)
+
+
+def _export(args) -> None:
+    from .export.onnx_export import export_all, parity, sha256
+    from .model.checkpoint import load_detector
+
+    model, cfg, meta = load_detector(args.checkpoint)
+    paths = export_all(model, cfg, args.out)
+    for mode, path in paths.items():
+        err = parity(model, cfg, mode, path)
+        status = "ok" if err < 1e-3 else "MISMATCH"
+        print(f"{mode:>7}: {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256(path)[:12]}), "
+              f"max |ORT - torch| {err:.2e} {status}")
+        if err >= 1e-3:
+            raise UserError(f"ONNX Runtime output of {path} differs from PyTorch by {err:.2e}")
+
+
+def _eval_checkpoint(args) -> None:
+    from .data.dataset import build_cache
+    from .data.nusc import open_nuscenes
+    from .evaluate import format_metrics
+    from .model.checkpoint import load_detector
+    from .model.inference import CONDITIONS, evaluate_conditions, torch_runner
+
+    model, cfg, _ = load_detector(args.checkpoint)
+    if args.dataroot:
+        cfg.data.dataroot = args.dataroot
+        cfg.data.version = args.version
+    split = args.split or cfg.data.val_split
+    nusc = open_nuscenes(cfg.data.dataroot, cfg.data.version)
+    cache = build_cache(cfg, split, quiet=args.quiet)
+    results = evaluate_conditions(torch_runner(model), cache, cfg, nusc, split, args.out,
+                                  conditions=args.conditions or tuple(CONDITIONS), quiet=args.quiet)
+    for name, summary in results.items():
+        print(f"== {name}\n{format_metrics(summary)}")
+
+
 def _eval(args) -> None:
     from .data.nusc import check_split, open_nuscenes
     from .evaluate import evaluate_predictions, evaluate_results, format_metrics, ground_truth_predictions
 
+    if args.checkpoint:
+        return _eval_checkpoint(args)
+    if not args.dataroot:
+        raise UserError("give --dataroot (and --results or --ground-truth), or --checkpoint")
+    args.split = args.split or "mini_val"
     check_split(args.version, args.split)
     nusc = open_nuscenes(args.dataroot, args.version)
     out = Path(args.out)
@@ -130,15 +188,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_to_bag)
 
+    p = sub.add_parser("train", help="train the fusion detector (resumes from --out/last.pt)",
+                       description="Train the detector of a config YAML, then score it on the validation split "
+                                   "(fused, camera lost, LiDAR lost). Run under torchrun for DistributedDataParallel.")
+    p.add_argument("--config", required=True, help="detector YAML (config/detector/base.yaml)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, model.pt, metrics.json, train_log.jsonl")
+    p.add_argument("--dataroot", help="override the config's data root")
+    p.add_argument("--steps", type=int, help="override the config's optimiser steps")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="export a checkpoint's fused, LiDAR-only and camera-only graphs to ONNX",
+                       description="Write fused.onnx, lidar.onnx and camera.onnx (opset 18, static shapes) and "
+                                   "check ONNX Runtime against PyTorch (max abs difference < 1e-3, fp32).")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="folder for the .onnx files")
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("eval", help="score predictions with the official nuScenes detection metric",
-                       description="Score a nuScenes detection results JSON (or the ground truth itself, as a "
-                                   "sanity check) with the devkit's DetectionEval (detection_cvpr_2019).")
-    p.add_argument("--dataroot", required=True)
+                       description="Score a detector checkpoint (under each modality condition), a nuScenes "
+                                   "detection results JSON, or the ground truth itself (a sanity check) with the "
+                                   "devkit's DetectionEval (detection_cvpr_2019).")
+    p.add_argument("--checkpoint", help="detector checkpoint (model.pt): run it on the split's frames")
+    p.add_argument("--conditions", nargs="+", choices=("fused", "camera_lost", "lidar_lost"))
+    p.add_argument("--dataroot")
     p.add_argument("--version", default="v1.0-mini")
-    p.add_argument("--split", default="mini_val")
+    p.add_argument("--split", help="default: mini_val, or the checkpoint's validation split")
     p.add_argument("--results", help="nuScenes detection results JSON")
     p.add_argument("--ground-truth", action="store_true", help="score the ground truth as predictions")
     p.add_argument("--out", default="runs/eval", help="folder for metrics_summary.json")
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("show", help="plot a sample: six cameras, and LiDAR + boxes from above",

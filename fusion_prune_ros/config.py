@@ -6,6 +6,7 @@ a silently ignored setting, and defaults live in one place.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import types
 import typing
 from pathlib import Path
@@ -78,3 +79,102 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 def save_yaml(obj, path: str | Path) -> None:
     with open(path, "w") as f:
         yaml.safe_dump(to_dict(obj), f, sort_keys=False)
+
+
+# ---- detector configuration -------------------------------------------------------------------------------------
+
+
+@dataclass
+class GridConfig:
+    """The BEV grids, all centred on the LiDAR and square (x, y in [-bev_range, bev_range]).
+
+    The LiDAR pseudo-image has `lidar_cells` cells a side; the fused BEV (camera lift, fuser, BEV backbone) is 4x
+    coarser and the detection head 2x coarser than the LiDAR input (pixel shuffle from the fused grid).
+    """
+
+    bev_range: float = 51.2
+    lidar_cells: int = 256
+    z_min: float = -2.2  # LiDAR frame (the sensor is 1.84 m above the ground)
+    z_max: float = 1.8
+    height_slices: int = 8
+    n_sweeps: int = 6
+    lift_heights: tuple[float, ...] = (-1.5, -0.8, -0.1, 0.6)
+
+    @property
+    def lidar_cell(self) -> float:
+        return 2 * self.bev_range / self.lidar_cells
+
+    @property
+    def fused_cells(self) -> int:
+        return self.lidar_cells // 4
+
+    @property
+    def head_cells(self) -> int:
+        return self.lidar_cells // 2
+
+    @property
+    def head_cell(self) -> float:
+        return 2 * self.bev_range / self.head_cells
+
+
+@dataclass
+class CameraInputConfig:
+    """Network image size: resize to `width` (keeping aspect), then crop `height` rows starting at
+    `crop_top_fraction` of the resized height (drops sky and bonnet, as BEVFusion's crop does)."""
+
+    width: int = 256
+    height: int = 96
+    crop_top_fraction: float = 0.28
+    feature_stride: int = 8
+
+
+@dataclass
+class ModelConfig:
+    """Channel widths of every stage; pruning changes them per layer, so a pruned model keeps its own copy."""
+
+    lidar_channels: tuple[int, ...] = (24, 48)  # stride 2, stride 4 (the fused grid)
+    camera_channels: tuple[int, ...] = (16, 32, 64, 128)  # stem (s2), s4, s8, s16
+    camera_out: int = 48  # image features at stride 8 after the neck
+    camera_bev: int = 48  # camera BEV channels after the lift
+    lidar_bev: int = 48  # LiDAR BEV channels entering the fuser
+    fused: int = 48
+    bev_channels: tuple[int, ...] = (48, 96, 192)  # fused grid, 1/2, 1/4
+    head_channels: int = 48
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    pct_start: float = 0.3
+    drop_lidar: float = 0.15
+    drop_camera: float = 0.15
+    drop_single_camera: float = 0.1
+    flip: bool = True
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    num_workers: int = 1
+    log_every: int = 50
+
+
+@dataclass
+class DataConfig:
+    dataroot: str = "data/trainval"
+    version: str = "v1.0-trainval"
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_dir: str = ""  # default: <dataroot>/cache/<config digest>
+
+
+@dataclass
+class DetectorConfig:
+    """Everything that defines a detector and its training: one YAML file (config/detector/*.yaml)."""
+
+    name: str = "base"
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
+    camera: CameraInputConfig = dataclasses.field(default_factory=CameraInputConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)

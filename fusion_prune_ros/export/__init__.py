@@ -1,0 +1,1 @@
+"""ONNX export of the detector's graphs, TensorRT engines, and variant manifests."""

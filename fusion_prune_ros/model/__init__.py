@@ -1,0 +1,1 @@
+"""The BEV fusion detector: LiDAR branch, camera branch + geometric lift, ConvFuser, BEV backbone, CenterPoint head."""

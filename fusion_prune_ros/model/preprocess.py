@@ -1,0 +1,134 @@
+"""FrameInputs -> the network's input tensors. The same code serves training, evaluation, bag replay and the node.
+
+- `lidar_bev`: the pillar pseudo-image. Points are binned into 0.4 m pillars and each pillar is described by
+  statistics (per-height-slice occupancy, max height, intensity, time lag, count): PIXOR-style hand-made pillar
+  features rather than a learned PointNet, because on a CPU the scatter of a learned per-point MLP costs more
+  than the whole LiDAR backbone, and a dense input keeps the exported network free of dynamic shapes.
+- `camera_images`: resize to the network width, crop the configured rows, normalise.
+- `camera_grid`: for every fused-grid cell x lift height, where to sample the stacked image features: the camera
+  that sees the point nearest its image centre, among the cameras present. Computed from the calibration here,
+  outside the network, so the exported network serves any calibration and any subset of cameras.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..config import CameraInputConfig, GridConfig
+from ..data.frame import FrameInputs
+
+IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+INTENSITY_SCALE = 100.0
+MAX_TIME_LAG = 0.5
+
+
+def lidar_bev(points: np.ndarray, grid: GridConfig) -> np.ndarray:
+    """(N, 5) points (x, y, z, intensity, time lag) -> (14, N, N) float32 pillar features.
+
+    Channels: 0..7 log(1 + count) per height slice; 8 max height (0..1 over [z_min, z_max]); 9 mean and 10 max
+    intensity (/100); 11 mean time lag (/0.5 s); 12 log(1 + count); 13 fraction of points from the key sweep.
+    Rows index y, columns index x, both increasing, cell i centred at -range + (i + 0.5) * cell.
+    """
+    n = grid.lidar_cells
+    out = np.zeros((14, n * n), np.float32)
+    if len(points):
+        pts = points[np.isfinite(points).all(1)]
+        ix = np.floor((pts[:, 0] + grid.bev_range) / grid.lidar_cell).astype(np.int64)
+        iy = np.floor((pts[:, 1] + grid.bev_range) / grid.lidar_cell).astype(np.int64)
+        zn = (pts[:, 2] - grid.z_min) / (grid.z_max - grid.z_min)
+        keep = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n) & (zn >= 0) & (zn < 1)
+        pts, cell, zn = pts[keep], (iy * n + ix)[keep], zn[keep]
+        if len(pts):
+            size = n * n
+            count = np.bincount(cell, minlength=size).astype(np.float32)
+            sl = np.minimum((zn * grid.height_slices).astype(np.int64), grid.height_slices - 1)
+            per_slice = np.bincount(sl * size + cell, minlength=grid.height_slices * size).astype(np.float32)
+            out[:grid.height_slices] = np.log1p(per_slice.reshape(grid.height_slices, size))
+            np.maximum.at(out[8], cell, zn.astype(np.float32))
+            nz = np.maximum(count, 1.0)
+            intensity = pts[:, 3] / INTENSITY_SCALE
+            out[9] = np.bincount(cell, intensity, size) / nz
+            np.maximum.at(out[10], cell, intensity.astype(np.float32))
+            out[11] = np.bincount(cell, pts[:, 4] / MAX_TIME_LAG, size) / nz
+            out[12] = np.log1p(count)
+            out[13] = np.bincount(cell, (pts[:, 4] < 1e-3).astype(np.float64), size) / nz
+    return out.reshape(14, n, n)
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """How a source image maps to the network image: scale, then rows [crop_top, crop_top + height) kept."""
+
+    scale: float
+    crop_top: int
+    width: int
+    height: int
+
+    @staticmethod
+    def for_source(src_width: int, src_height: int, cfg: CameraInputConfig) -> "ImageTransform":
+        scale = cfg.width / src_width
+        crop_top = int(round(src_height * scale * cfg.crop_top_fraction))
+        crop_top = min(crop_top, max(0, int(round(src_height * scale)) - cfg.height))
+        return ImageTransform(scale, crop_top, cfg.width, cfg.height)
+
+
+def camera_images(images: np.ndarray, cfg: CameraInputConfig) -> np.ndarray:
+    """(C, H, W, 3) uint8 RGB -> (C, height, width, 3) uint8, resized and cropped (normalised later, in float)."""
+    tf = ImageTransform.for_source(images.shape[2], images.shape[1], cfg)
+    size = (cfg.width, int(round(images.shape[1] * tf.scale)))
+    out = np.zeros((len(images), cfg.height, cfg.width, 3), np.uint8)
+    for i, image in enumerate(images):
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        crop = resized[tf.crop_top:tf.crop_top + cfg.height]
+        out[i, :len(crop)] = crop
+    return out
+
+
+def normalise_images(images_u8: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32, ImageNet mean / std."""
+    x = (images_u8.astype(np.float32) - IMAGE_MEAN) / IMAGE_STD
+    return np.moveaxis(x, -1, -3)
+
+
+def camera_grid(intrinsics: np.ndarray, cam_from_lidar: np.ndarray, present: np.ndarray, src_size: tuple,
+                grid: GridConfig, cam: CameraInputConfig, flip_x: bool = False, flip_y: bool = False) -> np.ndarray:
+    """Sampling grid (F, F * Z, 2) for `grid_sample` over the camera features stacked along the height.
+
+    src_size: (width, height) of the source images. Points no present camera sees get (-2, -2) (zeros).
+    flip_x / flip_y: the BEV is mirrored (augmentation); the points are mirrored back before projection, so
+    image and LiDAR stay consistent.
+    """
+    f = grid.fused_cells
+    heights = np.asarray(grid.lift_heights, np.float64)
+    cell = 2 * grid.bev_range / f
+    centres = -grid.bev_range + (np.arange(f) + 0.5) * cell
+    yy, xx, zz = np.meshgrid(centres, centres, heights, indexing="ij")  # (F rows = y, F cols = x, Z)
+    pts = np.stack([xx, yy, zz, np.ones_like(xx)], -1).reshape(-1, 4)
+    if flip_x:
+        pts[:, 0] = -pts[:, 0]
+    if flip_y:
+        pts[:, 1] = -pts[:, 1]
+    tf = ImageTransform.for_source(src_size[0], src_size[1], cam)
+    n_cam = len(intrinsics)
+    best = np.full(len(pts), np.inf)
+    gx = np.full(len(pts), -2.0)
+    gy = np.full(len(pts), -2.0)
+    half_feature = cam.feature_stride / 2  # keep samples off the band edges: no bleeding into the next camera
+    for c in range(n_cam):
+        if not present[c]:
+            continue
+        p = pts @ cam_from_lidar[c].T.astype(np.float64)
+        depth = p[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = (intrinsics[c][0, 0] * p[:, 0] / depth + intrinsics[c][0, 2]) * tf.scale
+            v = (intrinsics[c][1, 1] * p[:, 1] / depth + intrinsics[c][1, 2]) * tf.scale - tf.crop_top
+        ok = (depth > 0.5) & (u >= 0) & (u < tf.width) & (v >= half_feature) & (v < tf.height - half_feature)
+        centrality = np.abs(u / tf.width - 0.5)
+        better = ok & (centrality < best)
+        best[better] = centrality[better]
+        gx[better] = u[better] / tf.width * 2 - 1
+        gy[better] = (c * tf.height + v[better]) / (n_cam * tf.height) * 2 - 1
+    return np.stack([gx, gy], -1).reshape(f, f * len(heights), 2).astype(np.float32)
