@@ -1,0 +1,159 @@
+"""Which variant runs the next frame: the most accurate one the sensors allow whose latency fits the budget.
+
+Pure logic (no ROS, no clocks): the caller reports each frame's end-to-end latency and which modalities are
+usable, and asks for the next variant. Rules:
+- Sensors first: with LiDAR and cameras, every variant is eligible; with LiDAR only, the LiDAR-only graphs; with
+  cameras only, the camera-only graphs; with neither, no variant (the caller reports an ERROR).
+- Latency: after `step_down_after` consecutive over-budget frames, switch to the most accurate eligible variant
+  expected to fit; step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
+  to a variant expected to fit under that headroom (hysteresis: no oscillation at the boundary).
+- Expected latency of a variant: the p95 of its own recent frames when it has run, else its profile latency
+  scaled by how the running variant compares with its own profile latency (the machine may be slower).
+- A manual override wins while its modalities are available.
+Every switch carries its reason.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+MODALITIES = ("fused", "lidar", "camera")
+
+
+@dataclass
+class PolicyConfig:
+    latency_budget_ms: float = 200.0
+    window: int = 20
+    step_down_after: int = 3
+    step_up_after: int = 30
+    headroom: float = 0.8
+    override: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A variant as the policy sees it; `modality` is the graph's input set (fused needs both sensors)."""
+
+    name: str
+    modality: str
+    profile_latency_ms: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    variant: str | None
+    switched: bool
+    reason: str
+
+
+class Policy:
+    def __init__(self, candidates: list, cfg: PolicyConfig = PolicyConfig()):
+        """candidates: in preference order (most accurate first), as in the profile."""
+        for c in candidates:
+            if c.modality not in MODALITIES:
+                raise ValueError(f"variant {c.name}: unknown modality {c.modality!r}")
+        self.candidates = list(candidates)
+        self.cfg = cfg
+        self.active: str | None = None
+        self._lat = {c.name: deque(maxlen=cfg.window) for c in candidates}
+        self._over = 0
+        self._under = 0
+
+    def record_latency(self, name: str, ms: float) -> None:
+        self._lat[name].append(ms)
+        if name != self.active:
+            return
+        if ms > self.cfg.latency_budget_ms:
+            self._over, self._under = self._over + 1, 0
+        elif ms <= self.cfg.headroom * self.cfg.latency_budget_ms:
+            self._over, self._under = 0, self._under + 1
+        else:
+            self._over, self._under = 0, 0
+
+    def p95(self, name: str) -> float | None:
+        lat = self._lat[name]
+        return float(np.percentile(lat, 95)) if lat else None
+
+    def expected_ms(self, name: str) -> float:
+        own = self.p95(name)
+        if own is not None:
+            return own
+        cand = self._by_name(name)
+        scale = 1.0
+        if self.active is not None and self.p95(self.active) is not None:
+            active = self._by_name(self.active)
+            if active.profile_latency_ms > 0:
+                scale = self.p95(self.active) / active.profile_latency_ms
+        return cand.profile_latency_ms * scale
+
+    def _by_name(self, name: str) -> Candidate:
+        return next(c for c in self.candidates if c.name == name)
+
+    @staticmethod
+    def _eligible_modalities(lidar: bool, camera: bool) -> tuple:
+        if lidar and camera:
+            return MODALITIES
+        if lidar:
+            return ("lidar",)
+        if camera:
+            return ("camera",)
+        return ()
+
+    def select(self, lidar: bool, camera: bool) -> Decision:
+        """The variant for the next frame given which modalities are usable now."""
+        allowed = self._eligible_modalities(lidar, camera)
+        eligible = [c for c in self.candidates if c.modality in allowed]
+        if not eligible:
+            missing = "LiDAR and cameras" if not (lidar or camera) else "a variant for the remaining modality"
+            return self._switch(None, f"no variant can run: no {missing}")
+        override = self.cfg.override
+        if override:
+            if override in [c.name for c in eligible]:
+                return self._switch(override, f"manual override {override}")
+            if override not in [c.name for c in self.candidates]:
+                note = f"override {override} is not in the profile"
+            else:
+                note = f"override {override} needs a modality that is not available"
+        else:
+            note = ""
+        budget = self.cfg.latency_budget_ms
+        names = [c.name for c in eligible]
+        if self.active not in names:
+            pick = self._best(eligible, budget)
+            cause = ("start" if self.active is None else
+                     f"{self._by_name(self.active).modality} variant {self.active} lost its inputs "
+                     f"(lidar={'ok' if lidar else 'lost'}, camera={'ok' if camera else 'lost'})")
+            return self._switch(pick, "; ".join(filter(None, [cause, note])))
+        if self._over >= self.cfg.step_down_after:
+            pick = self._best([c for c in eligible if c.name != self.active], budget, self.active)
+            if pick is not None:
+                return self._switch(pick, f"{self.active} over budget {budget:.0f} ms for {self._over} frames "
+                                          f"(p95 {self.p95(self.active):.1f} ms)")
+        if self._under >= self.cfg.step_up_after:
+            better = names[:names.index(self.active)]
+            for name in better:
+                if self.expected_ms(name) <= self.cfg.headroom * budget:
+                    return self._switch(name, f"headroom: {self.active} p95 {self.p95(self.active):.1f} ms, "
+                                              f"{name} expected {self.expected_ms(name):.1f} ms <= "
+                                              f"{self.cfg.headroom:.0%} of {budget:.0f} ms")
+        return Decision(self.active, False, note)
+
+    def _best(self, eligible: list, budget: float, current: str | None = None) -> str | None:
+        """Most accurate eligible variant expected within budget; else the fastest (never the current one when
+        stepping down, unless nothing else is faster)."""
+        fits = [c.name for c in eligible if self.expected_ms(c.name) <= budget]
+        if fits:
+            return fits[0]
+        fastest = min(eligible, key=lambda c: self.expected_ms(c.name)).name
+        if current is not None and self.expected_ms(fastest) >= self.expected_ms(current):
+            return None
+        return fastest
+
+    def _switch(self, name: str | None, reason: str) -> Decision:
+        switched = name != self.active
+        self.active = name
+        if switched:
+            self._over = self._under = 0
+        return Decision(name, switched, reason)
