@@ -22,7 +22,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
-from ..data.classes import CAMERAS, CATEGORY_TO_CLASS, LIDAR
+from ..data.classes import CAMERAS, CATEGORY_TO_CLASS, CLASS_COLORS, LIDAR
 from ..data.nusc import sensor_file
 from ..errors import UserError
 from . import typestore as ts
@@ -42,12 +42,6 @@ LIDAR_FIELDS = ("x", "y", "z", "intensity", "ring")
 POINT_STEP = 4 * len(LIDAR_FIELDS)
 MARKER_LIFETIME_NS = 500_000_000  # a little longer than the 2 Hz key-frame period, so boxes do not flicker
 MARKER_ALPHA = 0.5
-CLASS_COLORS = {
-    "car": (1.0, 0.6, 0.0), "truck": (1.0, 0.27, 0.0), "construction_vehicle": (0.8, 0.52, 0.25),
-    "bus": (1.0, 0.84, 0.0), "trailer": (0.55, 0.27, 0.07), "barrier": (0.44, 0.5, 0.56),
-    "motorcycle": (1.0, 0.0, 0.5), "bicycle": (0.86, 0.08, 0.24), "pedestrian": (0.0, 0.3, 1.0),
-    "traffic_cone": (0.0, 0.8, 0.8),
-}
 OTHER_COLOR = (0.7, 0.7, 0.7)  # categories outside the ten detection classes
 
 # tf2's static broadcaster publishes latched (transient local, depth 1); recording it that way lets

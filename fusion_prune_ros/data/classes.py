@@ -62,5 +62,13 @@ VISIBILITY_LEVELS = (
     ("v80-100", "visibility of whole object is between 80 and 100%"),
 )
 
+# RGB per detection class for markers: annotation markers in bags and detection markers from the node agree.
+CLASS_COLORS = {
+    "car": (1.0, 0.6, 0.0), "truck": (1.0, 0.27, 0.0), "construction_vehicle": (0.8, 0.52, 0.25),
+    "bus": (1.0, 0.84, 0.0), "trailer": (0.55, 0.27, 0.07), "barrier": (0.44, 0.5, 0.56),
+    "motorcycle": (1.0, 0.0, 0.5), "bicycle": (0.86, 0.08, 0.24), "pedestrian": (0.0, 0.3, 1.0),
+    "traffic_cone": (0.0, 0.8, 0.8),
+}
+
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 LIDAR = "LIDAR_TOP"

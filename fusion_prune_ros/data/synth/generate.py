@@ -88,8 +88,10 @@ def _rng(cfg: SynthConfig, spec: SceneSpec, *parts: int) -> np.random.Generator:
 
 
 def _camera_offset(cam_index: int) -> float:
-    """Cameras fire when the spinning LiDAR sweeps past them, so their stamps are offset within a 50 ms turn."""
-    return (cam_index / len(CAMERAS)) * 0.05 - 0.02
+    """As in nuScenes: a camera fires when the spinning LiDAR sweeps across its field of view, and a LiDAR sweep is
+    stamped when its turn completes, so each key-frame image precedes its LiDAR stamp by up to one turn (50 ms).
+    A causal node then finds, at each LiDAR stamp, the very images the offline sample uses."""
+    return -0.05 + (cam_index + 0.5) / len(CAMERAS) * 0.05
 
 
 class _SceneWriter:

@@ -1,0 +1,1 @@
+"""The ROS 2 side of the package: message conversion and the detector node."""

@@ -1,0 +1,46 @@
+"""ONNX Runtime: the CPU default everywhere, and CUDA where onnxruntime-gpu is installed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import UserError
+from .base import Backend, Session, as_float32
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+class _OrtSession(Session):
+    def __init__(self, session, modality: str):
+        self.session = session
+        self.modality = modality
+
+    def run(self, inputs: dict) -> tuple:
+        return as_float32(self.session.run(None, {n: inputs[n] for n in self.input_names}))
+
+
+class OnnxRuntimeBackend(Backend):
+    kind = "onnxruntime"
+
+    def load(self, onnx_path: Path, modality: str, checkpoint: Path | None = None) -> Session:
+        import onnxruntime as ort
+
+        onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            raise UserError(f"ONNX file not found: {onnx_path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda"):
+            if not cuda_available():
+                raise UserError("onnxruntime has no CUDA execution provider here (install onnxruntime-gpu)")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        try:
+            session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for invalid files
+            raise UserError(f"cannot load ONNX model {onnx_path}: {str(e).splitlines()[0][:200]}") from None
+        return _OrtSession(session, modality)
