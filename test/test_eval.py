@@ -99,3 +99,24 @@ def test_cli_eval_and_errors(tiny_root, tmp_path):
                                                f"{tiny_root} (choose another --out or remove it)"]
     for command in ("synth", "to-bag", "eval"):
         assert subprocess.run(run + [command, "--help"], capture_output=True).returncode == 0
+
+
+def test_scoring_a_subset_of_samples(tiny_nusc, gt, tmp_path):
+    """A scene or segment is scored by the official code on its samples only; others may be absent."""
+    tokens = list(gt)[:2]
+    subset = {t: gt[t] for t in tokens}
+    s = evaluate_predictions(tiny_nusc, subset, SPLIT, tmp_path, sample_tokens=tokens)
+    # Perfect on the samples scored; a class without evaluable ground truth there has AP 0, as on any split.
+    assert s["meta"]["sample_tokens"] == 2 and s["mean_ap"] >= 0.7
+    scored = [c for c, ap in s["mean_dist_aps"].items() if ap > 0]
+    assert all(s["mean_dist_aps"][c] == pytest.approx(1.0) for c in scored)
+    assert all(s["label_tp_errors"][c]["trans_err"] == pytest.approx(0.0, abs=1e-5) for c in scored)
+    # Dropping the detections of one of the two samples costs recall.
+    half = {tokens[0]: gt[tokens[0]], tokens[1]: gt[tokens[1]].select(np.zeros(len(gt[tokens[1]]), bool))}
+    assert evaluate_predictions(tiny_nusc, half, SPLIT, tmp_path, sample_tokens=tokens)["mean_ap"] < s["mean_ap"]
+
+
+def test_empty_predictions_score_zero(tiny_nusc, gt, tmp_path):
+    from fusion_prune_ros.detections import Detections
+    s = evaluate_predictions(tiny_nusc, {t: Detections() for t in gt}, SPLIT, tmp_path)
+    assert s["mean_ap"] == 0.0 and s["nd_score"] == 0.0

@@ -188,3 +188,30 @@ def test_missing_sensor_file_is_named(tiny_root, tmp_path):
 def test_summary_records_config(tiny_root):
     summary = json.loads((tiny_root / "synth.json").read_text())
     assert summary["config"]["seed"] == 0 and summary["samples"] == 8 and summary["bytes"] > 0
+
+
+def test_terminated_run_leaves_nothing_behind(tmp_path):
+    """SIGTERM during generation: no output folder, no .partial, no orphaned worker processes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fusion_prune_ros.cli", "synth", "--out", str(out), "--quiet",
+                             "--train-scenes", "2", "--val-scenes", "1", "--image-size", "160x90"],
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "killed.partial" / "samples" / "LIDAR_TOP").is_dir() or \
+            not any((tmp_path / "killed.partial" / "sweeps" / "LIDAR_TOP").iterdir()):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0
+    assert not out.exists() and not (tmp_path / "killed.partial").exists()
+    deadline = time.time() + 10  # the workers and multiprocessing's helpers exit within moments
+    with pytest.raises(ProcessLookupError):
+        while time.time() < deadline:
+            os.killpg(proc.pid, 0)  # raises once every process of the run's session is gone
+            time.sleep(0.2)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..data.classes import CAMERAS, CATEGORY_TO_CLASS, CLASS_COLORS, LIDAR
 from ..data.nusc import sensor_file
 from ..errors import UserError
+from ..ros.topics import LIDAR_TOPIC, MARKER_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, camera_info_topic, image_topic
 from . import typestore as ts
 
 BAG_VERSION = 9  # rosbag2's format since Jazzy
@@ -32,10 +33,6 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 MAP_FRAME = "map"
 BASE_FRAME = "base_link"
-LIDAR_TOPIC = f"/{LIDAR}"
-TF_TOPIC = "/tf"
-TF_STATIC_TOPIC = "/tf_static"
-MARKER_TOPIC = "/markers/annotations"
 
 # The .pcd.bin layout of nuScenes LiDAR files: float32 x, y, z, intensity, ring per point.
 LIDAR_FIELDS = ("x", "y", "z", "intensity", "ring")
@@ -50,12 +47,6 @@ TF_STATIC_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurabil
                     QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
 
 
-def image_topic(camera: str) -> str:
-    return f"/{camera}/image_rect_compressed"
-
-
-def camera_info_topic(camera: str) -> str:
-    return f"/{camera}/camera_info"
 
 
 def topic_types() -> dict[str, str]:

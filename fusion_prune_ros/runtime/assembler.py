@@ -170,6 +170,27 @@ class FrameAssembler:
                     lag = np.full(len(kept), (stamp_ns - sweep_ns) * 1e-9, np.float32)
                     clouds.append(np.c_[xyz.astype(np.float32), kept[:, 3], lag])
         self._sweeps.append((stamp_ns, points))
+        images, intrinsics, extrinsics, present = self._cameras_at(stamp_ns, pose_now)
+        frame = FrameInputs(np.concatenate(clouds).astype(np.float32), images, intrinsics, extrinsics, present, True,
+                            stamp_ns // 1000, self.cameras)
+        return frame, sorted(set(notes))
+
+    def camera_frame(self, now_ns: int) -> FrameInputs | None:
+        """Without LiDAR: a frame of the newest images (stamped with the newest), in the LiDAR frame through the
+        static calibration, for a camera-only variant. None if no camera image is fresh."""
+        stamps = [s for s, _ in self._images.values() if now_ns - s <= self.cfg.camera_max_age_s * 1e9]
+        if not stamps or self.calib.base_from_lidar is None:
+            return None
+        stamp = max(stamps)
+        pose = self.poses.at(stamp, int(self.cfg.pose_tolerance_s * 1e9))
+        images, intrinsics, extrinsics, present = self._cameras_at(stamp, pose)
+        return FrameInputs(np.zeros((0, 5), np.float32), images, intrinsics, extrinsics, present, False,
+                           stamp // 1000, self.cameras)
+
+    def _cameras_at(self, stamp_ns: int, pose_ref: np.ndarray | None):
+        """Images, intrinsics, camera <- LiDAR transforms and presence of every camera for a frame at stamp_ns."""
+        tol = int(self.cfg.pose_tolerance_s * 1e9)
+        b_l = self.calib.base_from_lidar
         images, intrinsics, extrinsics, present = [], [], [], []
         shape = next((im.shape for _, im in self._images.values()), (1, 1, 3))
         for cam in self.cameras:
@@ -180,8 +201,8 @@ class FrameAssembler:
             b_c = self.calib.base_from_camera.get(cam)
             if fresh and k is not None and b_c is not None:
                 pose_img = self.poses.at(stamp_img, tol)
-                if pose_now is not None and pose_img is not None:
-                    cam_from_lidar = np.linalg.inv(pose_img @ b_c) @ pose_now @ b_l
+                if pose_ref is not None and pose_img is not None:
+                    cam_from_lidar = np.linalg.inv(pose_img @ b_c) @ pose_ref @ b_l
                 else:
                     cam_from_lidar = np.linalg.inv(b_c) @ b_l
                 images.append(rgb)
@@ -193,10 +214,8 @@ class FrameAssembler:
                 intrinsics.append(np.eye(3))
                 extrinsics.append(np.eye(4))
                 present.append(False)
-        frame = FrameInputs(np.concatenate(clouds).astype(np.float32), np.stack(images),
-                            np.stack(intrinsics).astype(np.float32), np.stack(extrinsics).astype(np.float32),
-                            np.array(present), True, stamp_ns // 1000, self.cameras)
-        return frame, sorted(set(notes))
+        return (np.stack(images), np.stack(intrinsics).astype(np.float32), np.stack(extrinsics).astype(np.float32),
+                np.array(present))
 
 
 def _remove_close(points: np.ndarray) -> np.ndarray:

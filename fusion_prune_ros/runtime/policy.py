@@ -60,6 +60,7 @@ class Policy:
         self._lat = {c.name: deque(maxlen=cfg.window) for c in candidates}
         self._over = 0
         self._under = 0
+        self._allowed: tuple | None = None  # the modalities usable at the last decision
 
     def record_latency(self, name: str, ms: float) -> None:
         self._lat[name].append(ms)
@@ -120,12 +121,18 @@ class Policy:
             note = ""
         budget = self.cfg.latency_budget_ms
         names = [c.name for c in eligible]
-        if self.active not in names:
+        sensors = f"lidar={'ok' if lidar else 'lost'}, camera={'ok' if camera else 'lost'}"
+        if self.active not in names or allowed != self._allowed:
+            previous, self._allowed = self._allowed, allowed
             pick = self._best(eligible, budget)
-            cause = ("start" if self.active is None else
-                     f"{self._by_name(self.active).modality} variant {self.active} lost its inputs "
-                     f"(lidar={'ok' if lidar else 'lost'}, camera={'ok' if camera else 'lost'})")
-            return self._switch(pick, "; ".join(filter(None, [cause, note])))
+            if self.active is None:
+                cause = "start"
+            elif self.active not in names:
+                cause = f"{self._by_name(self.active).modality} variant {self.active} lost its inputs ({sensors})"
+            else:
+                cause = f"sensors changed ({sensors})"
+            if pick != self.active or previous is None:
+                return self._switch(pick, "; ".join(filter(None, [cause, note])))
         if self._over >= self.cfg.step_down_after:
             pick = self._best([c for c in eligible if c.name != self.active], budget, self.active)
             if pick is not None:

@@ -39,6 +39,7 @@ class Variant:
 class Profile:
     name: str
     variants: list
+    detector: str = "detector.yaml"  # the model's input configuration (grid, images), relative to the profile
     latency_key: str = "ort-cpu-2t"  # which measured latency seeds the policy before a variant has run
     root: str = ""  # folder the variant paths are relative to (set when loading)
 
@@ -75,6 +76,8 @@ def load_profile(path: str | Path, check_files: bool = True) -> Profile:
     names = profile.names()
     if len(set(names)) != len(names):
         raise UserError(f"profile {path}: duplicate variant names")
+    if check_files and not profile.path(profile.detector).is_file():
+        raise UserError(f"profile {path}: detector config not found: {profile.path(profile.detector)}")
     for v in variants:
         if v.modality not in MODALITIES:
             raise UserError(f"profile {path}: variant {v.name} has unknown modality {v.modality!r}")

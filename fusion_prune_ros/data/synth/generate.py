@@ -12,7 +12,6 @@ import os
 import shutil
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -358,17 +357,19 @@ def _render_all(cfg: SynthConfig, specs: list, root: Path, quiet: bool) -> list:
     with ctx.Manager() as manager, tqdm(total=total, unit="frame", desc="synth", disable=quiet,
                                         mininterval=1.0) as bar:
         progress = manager.Queue()
-        with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx) as pool:
-            futures = [pool.submit(_render_scene, (cfg, s, str(root), progress)) for s in specs]
-            while not all(f.done() for f in futures):
+        pool = ctx.Pool(min(workers, len(specs)))
+        try:  # multiprocessing.Pool, not an executor: on failure or interrupt, terminate() stops the workers now
+            results = [pool.apply_async(_render_scene, ((cfg, s, str(root), progress),)) for s in specs]
+            while not all(r.ready() for r in results):
                 _drain(progress, bar, timeout=0.5)
-                for f in futures:
-                    if f.done() and f.exception() is not None:
-                        for g in futures:
-                            g.cancel()
-                        raise f.exception()
+                for r in results:
+                    if r.ready() and not r.successful():
+                        r.get()  # re-raises the worker's exception
             _drain(progress, bar, timeout=0.0)
-            return [f.result() for f in futures]
+            return [r.get() for r in results]
+        finally:
+            pool.terminate()
+            pool.join()
 
 
 def _drain(queue, bar, timeout: float) -> None:

@@ -1,0 +1,241 @@
+"""`fusion-prune replay`: a bag through the node's own logic (DetectorCore), in-process, on the bag's clock.
+
+Real compute time counts: after a frame that took W seconds of wall time, the node is busy until W seconds of bag
+time later, and a LiDAR sweep arriving meanwhile is dropped with the reason `busy`, as the live node drops it
+(`no_drop` processes every sweep, for accuracy-only runs). A scenario withholds sensors and changes the budget.
+Writes an output bag (detections, markers, active variant, diagnostics), `replay.json` (frames, drops and reasons,
+switches with reasons, per-variant latency, official nuScenes metrics overall and per segment) and a timeline plot.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from tqdm import tqdm
+
+from ..data.classes import CAMERAS, LIDAR
+from ..detections import Detections
+from ..errors import UserError
+from ..ros.convert import (detections_to_markers, detections_to_msg, label_info_msg, ns_to_stamp, rosbags_types,
+                           stamp_to_ns)
+from ..ros.topics import (ACTIVE_VARIANT_TOPIC, DETECTION_MARKERS_TOPIC, DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC,
+                          LABEL_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, camera_info_topic, image_topic)
+from ..runtime.core import CoreConfig, DetectorCore, FrameOutput
+from . import typestore as ts
+from .scenario import SEGMENTS, Scenario
+
+TICK_S = 0.05  # the camera-only fallback's frame clock (the LiDAR rate of nuScenes)
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+@dataclass
+class ReplayRecord:
+    """Everything that happened, for the results file and the timeline plot."""
+
+    frames: list = field(default_factory=list)  # per output: t, stamp_ns, variant, latency_ms, budget_ms, segment
+    lidar_stamps: list = field(default_factory=list)  # every sweep in the bag, withheld or dropped ones included
+    start_ns: int = 0  # the bag's first message: scenario times count from here
+    withheld: Counter = field(default_factory=Counter)
+    detections: dict = field(default_factory=dict)  # stamp_ns -> Detections
+    health: list = field(default_factory=list)  # (t, lidar ok, cameras ok)
+
+
+def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario: Scenario = Scenario(),
+           no_drop: bool = False, quiet: bool = False) -> tuple:
+    """Run the bag through a DetectorCore; returns (core, record). Writes out_dir/output_bag."""
+    bag, out_dir = Path(bag), Path(out_dir)
+    if not bag.exists():
+        raise UserError(f"bag not found: {bag}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    core = DetectorCore(core_cfg)
+    store = ts.typestore()
+    types = rosbags_types()
+    image_topics = {image_topic(c): c for c in core_cfg.cameras}
+    info_topics = {camera_info_topic(c): c for c in core_cfg.cameras}
+    record = ReplayRecord()
+    out_bag = out_dir / "output_bag"
+    if out_bag.exists():
+        raise UserError(f"output bag already exists: {out_bag}")
+    try:
+        reader = Reader(bag)
+        reader.open()
+    except Exception as e:  # rosbags raises its own errors for unreadable bags
+        raise UserError(f"cannot read bag {bag}: {e}") from None
+    writer = Writer(out_bag, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        conns = {name: writer.add_connection(topic, typename, typestore=store) for name, topic, typename in [
+            ("det", DETECTIONS_TOPIC, ts.DETECTION3D_ARRAY), ("markers", DETECTION_MARKERS_TOPIC, ts.MARKER_ARRAY),
+            ("variant", ACTIVE_VARIANT_TOPIC, "std_msgs/msg/String"),
+            ("diag", DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+            ("labels", LABEL_INFO_TOPIC, ts.LABEL_INFO)]}
+        start_ns = record.start_ns = reader.start_time
+        header = store.types[ts.HEADER](stamp=ns_to_stamp(start_ns, store.types[ts.TIME]), frame_id=LIDAR)
+        writer.write(conns["labels"], start_ns, store.serialize_cdr(label_info_msg(header, types), ts.LABEL_INFO))
+        busy_until = -np.inf
+        next_tick = start_ns * 1e-9
+        next_diag = start_ns * 1e-9
+        total = sum(c.msgcount for c in reader.connections)
+        bar = tqdm(total=total, desc="replay", disable=quiet, mininterval=2.0, unit="msg")
+
+        def emit(out: FrameOutput | None, now: float, t_rel: float) -> None:
+            if out is None:
+                return
+            hdr = store.types[ts.HEADER](stamp=ns_to_stamp(out.stamp_ns, store.types[ts.TIME]), frame_id=out.frame_id)
+            stamp = int(now * 1e9)
+            writer.write(conns["det"], stamp, store.serialize_cdr(detections_to_msg(out.detections, hdr, types),
+                                                                  ts.DETECTION3D_ARRAY))
+            writer.write(conns["markers"], stamp, store.serialize_cdr(
+                detections_to_markers(out.detections, hdr, types, int(0.15e9), "fusion_prune"), ts.MARKER_ARRAY))
+            writer.write(conns["variant"], stamp, store.serialize_cdr(
+                store.types["std_msgs/msg/String"](data=out.variant), "std_msgs/msg/String"))
+            record.detections[out.stamp_ns] = out.detections
+            record.frames.append({"t": round(t_rel, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
+                                  "latency_ms": round(out.timings_ms["end_to_end"], 2),
+                                  "network_ms": round(out.timings_ms["network"], 2),
+                                  "budget_ms": core.policy.cfg.latency_budget_ms,
+                                  "segment": scenario.segment(t_rel), "cameras": out.cameras})
+
+        for conn, t_ns, raw in reader.messages():
+            bar.update(1)
+            now = t_ns * 1e-9
+            t_rel = (t_ns - start_ns) * 1e-9
+            budget = scenario.setting("budget_ms", t_rel)
+            if budget is not None:
+                core.policy.cfg.latency_budget_ms = float(budget)
+            override = scenario.setting("override", t_rel)
+            if override is not None:
+                core.policy.cfg.override = override
+            while next_tick <= now:
+                if no_drop or next_tick >= busy_until:
+                    w0 = time.perf_counter()
+                    emit(core.on_tick(next_tick), next_tick, next_tick - start_ns * 1e-9)
+                    busy_until = max(busy_until, next_tick + (time.perf_counter() - w0))
+                record.health.append((round(next_tick - start_ns * 1e-9, 3),
+                                      core.health.usable(LIDAR, next_tick),
+                                      int(sum(core.health.camera_mask(next_tick)))))
+                next_tick += TICK_S
+            if now >= next_diag:
+                _write_diagnostics(writer, conns["diag"], store, core, now, t_ns)
+                next_diag += DIAGNOSTICS_PERIOD_S
+            topic = conn.topic
+            sensor = LIDAR if topic == LIDAR_TOPIC else image_topics.get(topic) or info_topics.get(topic)
+            if topic == LIDAR_TOPIC:
+                record.lidar_stamps.append(t_ns)
+            if sensor is not None and scenario.blocked(sensor, t_rel):
+                record.withheld[sensor] += 1
+                continue
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            if topic == TF_STATIC_TOPIC:
+                core.on_static_tf(msg)
+            elif topic == TF_TOPIC:
+                core.on_tf(msg)
+            elif topic in info_topics:
+                core.on_camera_info(info_topics[topic], msg)
+            elif topic in image_topics:
+                core.on_image(image_topics[topic], msg, "CompressedImage" in conn.msgtype, now)
+            elif topic == LIDAR_TOPIC:
+                if not no_drop and now < busy_until:
+                    core.drops["busy"] += 1
+                    continue
+                w0 = time.perf_counter()
+                emit(core.on_cloud(msg, now), now, t_rel)
+                busy_until = now + (time.perf_counter() - w0)
+        bar.close()
+    finally:
+        writer.close()
+        reader.close()
+    return core, record
+
+
+def _write_diagnostics(writer, conn, store, core: DetectorCore, now: float, t_ns: int) -> None:
+    T = store.types
+    statuses = []
+    for name, level, message, values in core.diagnostics(now):
+        statuses.append(T["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=level, name=name, message=message, hardware_id="fusion_prune",
+            values=[T["diagnostic_msgs/msg/KeyValue"](key=str(k), value=str(v)) for k, v in values.items()]))
+    header = T[ts.HEADER](stamp=ns_to_stamp(t_ns, T[ts.TIME]), frame_id="")
+    msg = T["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=statuses)
+    writer.write(conn, t_ns, store.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray"))
+
+
+def score(record: ReplayRecord, scenario: Scenario, dataroot: str, version: str, split: str, out_dir: Path) -> dict:
+    """Official nuScenes metrics of the replayed key frames: overall and per segment (samples whose key frame
+    fell in the segment). A key frame without output (dropped, or its LiDAR withheld) counts as no detections."""
+    from ..data.nusc import open_nuscenes, split_sample_tokens
+    from ..evaluate import evaluate_predictions
+
+    nusc = open_nuscenes(dataroot, version)
+    by_stamp = {nusc.get("sample", t)["timestamp"] * 1000: t for t in split_sample_tokens(nusc, split)}
+    covered = [s for s in record.lidar_stamps if s in by_stamp]
+    preds = {by_stamp[s]: record.detections.get(s, Detections()) for s in covered}
+    if not preds:
+        raise UserError("no key frame of the bag belongs to the scored split")
+    segments = defaultdict(list)
+    for s in covered:
+        segments[scenario.segment((s - record.start_ns) * 1e-9)].append(by_stamp[s])
+    out = {}
+    for name, tokens in [("overall", list(preds))] + [(seg, segments[seg]) for seg in SEGMENTS if segments[seg]]:
+        summary = evaluate_predictions(nusc, {t: preds[t] for t in tokens}, split, out_dir / f"eval_{name}",
+                                       sample_tokens=tokens)
+        out[name] = {"samples": len(tokens), "mAP": round(summary["mean_ap"], 4), "NDS": round(summary["nd_score"], 4)}
+    return out
+
+
+def summarise(core: DetectorCore, record: ReplayRecord) -> dict:
+    lat = defaultdict(list)
+    for f in record.frames:
+        lat[f["variant"]].append(f["latency_ms"])
+    return {
+        "lidar_messages": len(record.lidar_stamps), "frames_out": len(record.frames),
+        "dropped": dict(core.drops), "notes": dict(core.notes), "withheld_messages": dict(record.withheld),
+        "switches": [{"t_ns": s.stamp_ns, "variant": s.variant, "reason": s.reason} for s in core.switches],
+        "latency_ms": {v: {"frames": len(x), "p50": round(float(np.percentile(x, 50)), 2),
+                           "p95": round(float(np.percentile(x, 95)), 2)} for v, x in lat.items()},
+        "backend": core.backend.describe(), "pool": vars(core.pool.report),
+    }
+
+
+def timeline_plot(record: ReplayRecord, core: DetectorCore, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = core.profile.names()
+    fig, axes = plt.subplots(3, 1, figsize=(11, 7), sharex=True, dpi=100)
+    t = [f["t"] for f in record.frames]
+    axes[0].plot(t, [names.index(f["variant"]) for f in record.frames], ".", ms=3)
+    axes[0].set_yticks(range(len(names)), names, fontsize=7)
+    axes[0].set_ylabel("active variant")
+    axes[1].plot(t, [f["latency_ms"] for f in record.frames], ".", ms=3, label="end-to-end latency")
+    axes[1].step(t, [f["budget_ms"] for f in record.frames], where="post", color="r", label="budget")
+    axes[1].set_ylabel("ms")
+    axes[1].legend(fontsize=7, loc="upper right")
+    if record.health:
+        ht = [h[0] for h in record.health]
+        axes[2].step(ht, [6 * h[1] for h in record.health], where="post", label="LiDAR usable (x6)")
+        axes[2].step(ht, [h[2] for h in record.health], where="post", label="cameras usable")
+    axes[2].set_ylabel("sensors")
+    axes[2].legend(fontsize=7, loc="lower right")
+    axes[2].set_xlabel("bag time [s]")
+    start = min((f["stamp_ns"] - f["t"] * 1e9 for f in record.frames), default=0)
+    for s in core.switches:
+        for ax in axes:
+            ax.axvline((s.stamp_ns - start) * 1e-9, color="grey", lw=0.6, ls="--")
+    fig.suptitle(title or "replay timeline (dashed: variant switches)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_results(core: DetectorCore, record: ReplayRecord, metrics: dict | None, out_dir: Path) -> dict:
+    results = {**summarise(core, record), "metrics": metrics or {}, "frames": record.frames}
+    (out_dir / "replay.json").write_text(json.dumps(results, indent=1))
+    return results

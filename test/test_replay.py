@@ -1,0 +1,102 @@
+"""Bag replay through the node's logic: equals offline evaluation without drops; scenarios switch variants."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion_prune_ros.bag.replay import replay, score, write_results
+from fusion_prune_ros.bag.scenario import Scenario, ScenarioEvent, load_scenario
+from fusion_prune_ros.bag.to_bag import convert
+from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.data.dataset import build_cache
+from fusion_prune_ros.data.nusc import split_sample_tokens
+from fusion_prune_ros.errors import UserError
+from fusion_prune_ros.evaluate import evaluate_predictions
+from fusion_prune_ros.export.ship import ship
+from fusion_prune_ros.model.checkpoint import load_detector
+from fusion_prune_ros.model.decode import DecodeConfig
+from fusion_prune_ros.model.inference import predict, torch_runner
+from fusion_prune_ros.runtime.core import CoreConfig
+from fusion_prune_ros.runtime.policy import PolicyConfig
+from fusion_prune_ros.train_detector import train_detector
+
+SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_root, tmp_path_factory):
+    """A briefly trained small model, shipped with a dense profile, and a bag of the validation scene."""
+    tmp = tmp_path_factory.mktemp("replay")
+    cfg = load_yaml(DetectorConfig, SMALL)
+    cfg.data.dataroot = str(tiny_root)
+    cfg.train.steps = 10
+    train_detector(cfg, tmp / "run", quiet=True, evaluate=False)
+    ship(tmp / "run" / "model.pt", tmp / "models", "dense", tmp / "profiles" / "dense.yaml", iterations=3)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def bag(shipped, tiny_nusc):
+    scene = next(s for s in tiny_nusc.scene if s["name"] == "scene-0103")  # the mini_val scene
+    convert(tiny_nusc, [scene["name"]], shipped / "val.bag", progress=False)
+    return shipped / "val.bag"
+
+
+def test_no_drop_replay_scores_what_offline_evaluation_scores(shipped, bag, tiny_root, tiny_nusc):
+    core_cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
+                          score_threshold=DecodeConfig().score_threshold, policy=PolicyConfig(latency_budget_ms=1e4))
+    core, record = replay(bag, core_cfg, shipped / "out_nodrop", no_drop=True, quiet=True)
+    assert not core.drops and len(record.frames) == len(record.lidar_stamps)
+    metrics = score(record, Scenario(), str(tiny_root), "v1.0-mini", "mini_val", shipped / "out_nodrop")
+    model, cfg, _ = load_detector(shipped / "models" / "model.pt")
+    cfg.data.dataroot = str(tiny_root)
+    offline = predict(torch_runner(model), build_cache(cfg, "mini_val", quiet=True), cfg, quiet=True)
+    tokens = split_sample_tokens(tiny_nusc, "mini_val")
+    ref = evaluate_predictions(tiny_nusc, offline, "mini_val", shipped / "offline", sample_tokens=tokens)
+    assert metrics["overall"]["samples"] == len(tokens)
+    assert abs(metrics["overall"]["mAP"] - ref["mean_ap"]) <= 1e-3
+    assert abs(metrics["overall"]["NDS"] - ref["nd_score"]) <= 1e-3
+
+
+def test_scenario_blackout_switches_to_lidar_and_back(shipped, bag, tiny_root):
+    scenario = Scenario("camera-blackout", [ScenarioEvent(at=0.6, until=1.4, drop=["cameras"])])
+    core_cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
+                          score_threshold=0.05, policy=PolicyConfig(latency_budget_ms=1e4))
+    core_cfg.health.recover_after_s = 0.2
+    core, record = replay(bag, core_cfg, shipped / "out_blackout", scenario, no_drop=True, quiet=True)
+    variants = [(f["t"], f["variant"]) for f in record.frames]
+    during = {v for t, v in variants if 0.85 < t < 1.4}
+    assert during == {"dense-lidar"}
+    assert variants[-1][1] == "dense-fused" and variants[0][1] == "dense-fused"
+    reasons = [s.reason for s in core.switches]
+    assert any("camera=lost" in r for r in reasons)
+    # The switch happens within two LiDAR periods of the cameras going stale (last image + max age).
+    first_lidar = next(t for t, v in variants if v == "dense-lidar")
+    assert first_lidar - (0.6 + core_cfg.camera_max_age_s) <= 2 * 0.05 + 1e-6
+    results = write_results(core, record, score(record, scenario, str(tiny_root), "v1.0-mini", "mini_val",
+                                                shipped / "out_blackout"), shipped / "out_blackout")
+    assert set(results["metrics"]) >= {"overall", "full", "camera_lost"}
+    assert (shipped / "out_blackout" / "output_bag").is_dir()
+
+
+def test_live_pace_drops_busy_frames_with_a_reason(shipped, bag):
+    core_cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
+                          policy=PolicyConfig(latency_budget_ms=1e4))
+    core, record = replay(bag, core_cfg, shipped / "out_live", no_drop=False, quiet=True)
+    accounted = len(record.frames) + sum(core.drops.values())
+    assert accounted == len(record.lidar_stamps)  # every sweep is processed or dropped with a reason
+
+
+def test_scenario_yaml_validation(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nevents:\n  - {at: 1.0, drop: [CAM_NOSE]}\n")
+    with pytest.raises(UserError, match="unknown sensor 'CAM_NOSE'"):
+        load_scenario(path)
+    path.write_text("name: x\nevents:\n  - {at: 1.0, colour: red}\n")
+    with pytest.raises(UserError, match="unknown key"):
+        load_scenario(path)
+    path.write_text("name: flap\nevents:\n  - {at: 2.0, until: 4.0, flap: [CAM_FRONT], period_s: 1.0}\n")
+    s = load_scenario(path)
+    assert [s.blocked("CAM_FRONT", t) for t in (1.9, 2.1, 2.6, 3.1, 3.6, 4.1)] == [False, False, True, False, True,
+                                                                                   False]
