@@ -70,6 +70,7 @@ setup(
     entry_points={
         "console_scripts": [
             "fusion-prune = fusion_prune_ros.cli:main",
+            "fusion_prune_node = fusion_prune_ros.ros.node:main",
         ],
     },
     zip_safe=False,

@@ -186,6 +186,35 @@ def _show(args) -> None:
     print(f"wrote {out / (scene['name'] + '_cameras.png')} and {out / (scene['name'] + '_bev.png')}")
 
 
+def _play(args) -> None:
+    from .ros.play import play
+
+    counts = play(args.bag, rate=args.rate, clock=not args.no_clock, topics=args.topics,
+                  wait_for_subscribers_s=args.wait_for_subscribers)
+    print("published: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+
+
+OUTPUT_TOPICS = {"/fusion_prune/detections": "vision_msgs/msg/Detection3DArray",
+                 "/fusion_prune/markers": "visualization_msgs/msg/MarkerArray",
+                 "/fusion_prune/active_variant": "std_msgs/msg/String",
+                 "/fusion_prune/label_info": "vision_msgs/msg/LabelInfo",
+                 "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+
+
+def _record(args) -> None:
+    from .ros.record import record
+
+    topics = dict(OUTPUT_TOPICS)
+    for spec in args.topic or []:
+        name, _, typename = spec.partition(":")
+        if not typename:
+            raise UserError(f"--topic needs NAME:TYPE (e.g. /LIDAR_TOP:sensor_msgs/msg/PointCloud2), got {spec!r}")
+        topics[name] = typename
+    counts = record(args.out, topics, args.duration,
+                    latched=("/fusion_prune/active_variant", "/fusion_prune/label_info"))
+    print("recorded: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+
+
 def _ros_setup(args) -> None:
     from .ros.interfaces.build import setup_interfaces
 
@@ -287,6 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval", help="folder for metrics_summary.json")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("play", help="publish a rosbag2 over DDS (with /clock), for machines without ros2 bag",
+                       description="Publish every message of a bag (MCAP or sqlite3) at its recorded pace times "
+                                   "--rate, as raw CDR, with sensor QoS for sensor topics and latched /tf_static.")
+    p.add_argument("bag")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--topics", nargs="+", help="only these topics")
+    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                   help="wait up to S seconds for every topic to have a subscriber before starting")
+    p.set_defaults(func=_play)
+
+    p = sub.add_parser("record", help="record the node's outputs (and other topics) from DDS into a bag",
+                       description="Write /fusion_prune/* and /diagnostics (plus --topic NAME:TYPE ...) into an MCAP "
+                                   "rosbag2 with rosbags, for machines without ros2 bag. Stops after --duration "
+                                   "seconds or on Ctrl-C.")
+    p.add_argument("--out", required=True)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--topic", action="append", help="extra topic as NAME:TYPE")
+    p.set_defaults(func=_record)
 
     p = sub.add_parser("ros-setup", help="build the ROS interface packages PyPI lacks (vision_msgs, tf2_msgs)",
                        description="Build vision_msgs and tf2_msgs from the package's .msg files into this Python "

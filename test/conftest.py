@@ -24,3 +24,24 @@ def tiny_nusc(tiny_root):
     from fusion_prune_ros.data.nusc import open_nuscenes
 
     return open_nuscenes(tiny_root, "v1.0-mini")
+
+
+@pytest.fixture(scope="session")
+def shipped(tiny_root, tiny_nusc, tmp_path_factory):
+    """A briefly trained small model shipped with a dense profile (fused / LiDAR-only / camera-only graphs), and a
+    bag of the validation scene: what the replay and the real-ROS tests run."""
+    from pathlib import Path
+
+    from fusion_prune_ros.bag.to_bag import convert
+    from fusion_prune_ros.config import DetectorConfig, load_yaml
+    from fusion_prune_ros.export.ship import ship
+    from fusion_prune_ros.train_detector import train_detector
+
+    tmp = tmp_path_factory.mktemp("shipped")
+    cfg = load_yaml(DetectorConfig, Path(__file__).parents[1] / "config" / "detector" / "small.yaml")
+    cfg.data.dataroot = str(tiny_root)
+    cfg.train.steps = 10
+    train_detector(cfg, tmp / "run", quiet=True, evaluate=False)
+    ship(tmp / "run" / "model.pt", tmp / "models", "dense", tmp / "profiles" / "dense.yaml", iterations=3)
+    convert(tiny_nusc, ["scene-0103"], tmp / "val.bag", progress=False)  # the mini_val scene
+    return tmp

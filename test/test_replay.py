@@ -7,39 +7,19 @@ import pytest
 
 from fusion_prune_ros.bag.replay import replay, score, write_results
 from fusion_prune_ros.bag.scenario import Scenario, ScenarioEvent, load_scenario
-from fusion_prune_ros.bag.to_bag import convert
 from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.data.dataset import build_cache
 from fusion_prune_ros.data.nusc import split_sample_tokens
 from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.evaluate import evaluate_predictions
-from fusion_prune_ros.export.ship import ship
 from fusion_prune_ros.model.checkpoint import load_detector
 from fusion_prune_ros.model.decode import DecodeConfig
 from fusion_prune_ros.model.inference import predict, torch_runner
 from fusion_prune_ros.runtime.core import CoreConfig
 from fusion_prune_ros.runtime.policy import PolicyConfig
-from fusion_prune_ros.train_detector import train_detector
-
-SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
-
 
 @pytest.fixture(scope="module")
-def shipped(tiny_root, tmp_path_factory):
-    """A briefly trained small model, shipped with a dense profile, and a bag of the validation scene."""
-    tmp = tmp_path_factory.mktemp("replay")
-    cfg = load_yaml(DetectorConfig, SMALL)
-    cfg.data.dataroot = str(tiny_root)
-    cfg.train.steps = 10
-    train_detector(cfg, tmp / "run", quiet=True, evaluate=False)
-    ship(tmp / "run" / "model.pt", tmp / "models", "dense", tmp / "profiles" / "dense.yaml", iterations=3)
-    return tmp
-
-
-@pytest.fixture(scope="module")
-def bag(shipped, tiny_nusc):
-    scene = next(s for s in tiny_nusc.scene if s["name"] == "scene-0103")  # the mini_val scene
-    convert(tiny_nusc, [scene["name"]], shipped / "val.bag", progress=False)
+def bag(shipped):
     return shipped / "val.bag"
 
 

@@ -160,9 +160,10 @@ class DetectorCore:
             return
         self.health.seen(camera, now_s)
 
-    def on_cloud(self, msg, now_s: float) -> FrameOutput | None:
-        """A LiDAR sweep -> detections (or None, with the reason counted)."""
-        start = time.perf_counter()
+    def on_cloud(self, msg, now_s: float, queued_ms: float = 0.0) -> FrameOutput | None:
+        """A LiDAR sweep -> detections (or None, with the reason counted). queued_ms: how long the sweep waited
+        before processing started, so that the latency the policy sees is end to end."""
+        start = time.perf_counter() - queued_ms / 1e3
         stamp = stamp_to_ns(msg.header.stamp)
         try:
             conv = cloud_to_points(msg, max_points=self.cfg.max_points)
@@ -220,7 +221,10 @@ class DetectorCore:
     # -- diagnostics ----------------------------------------------------------------------------------------
 
     def diagnostics(self, now_s: float) -> list:
-        """[(name, level, message, {key: value})], level 0 OK, 1 WARN, 2 ERROR (diagnostic_msgs levels)."""
+        """[(name, level, message, {key: value})], level 0 OK, 1 WARN, 2 ERROR (diagnostic_msgs levels).
+
+        now_s should be the time of the latest processed message, not a later wall-clock reading: a sensor whose
+        messages are still queued must not look stale."""
         lat = np.array(self.latency) if self.latency else np.zeros(1)
         health = self.health.status(now_s)
         lidar_ok = health[self.cfg.lidar] in ("ok", "flapping")

@@ -1,7 +1,8 @@
 """Per-sensor health from message arrival times: fresh, stale, recovering, and flapping.
 
 Pure logic: every call takes the current time (seconds, any clock: ROS time, sim time or a test's counter), so
-the same code runs in the node, the bag replay and unit tests. A sensor that was lost must stay fresh for
+the same code runs in the node, the bag replay and unit tests. Time never runs backwards inside: a call with an
+earlier time than one already seen (messages processed slightly out of arrival order) counts as that latest time. A sensor that was lost must stay fresh for
 `recover_after_s` before it counts as usable again, so a connector that flaps does not make the detector switch
 variants every half second; a sensor seen for the first time is usable at once (detections flow from the first
 LiDAR message, cameras join as they come).
@@ -39,10 +40,19 @@ class SensorHealth:
         self.lidar = lidar
         self.cameras = tuple(cameras)
         self._s = {lidar: _Sensor(cfg.lidar_max_age_s), **{c: _Sensor(cfg.camera_max_age_s) for c in cameras}}
+        self._now = float("-inf")
+
+    def _clock(self, now: float) -> float:
+        self._now = max(self._now, now)
+        return self._now
+
+    def set_max_age(self, name: str, seconds: float) -> None:
+        self._s[name].max_age = seconds
 
     def seen(self, name: str, now: float) -> None:
         """A message from `name` arrived at time `now` (arrival time, not header stamp: staleness is about now)."""
         s = self._s[name]
+        now = self._clock(now)
         self._update(name, now)
         if s.fresh_since is None:
             s.fresh_since = now
@@ -61,18 +71,19 @@ class SensorHealth:
 
     def fresh(self, name: str, now: float) -> bool:
         s = self._s[name]
+        now = self._clock(now)
         self._update(name, now)
-        return s.last_stamp is not None and now - s.last_stamp <= s.max_age
+        return s.fresh_since is not None and now - s.last_stamp <= s.max_age
 
     def usable(self, name: str, now: float) -> bool:
         """Fresh, and (if it was ever lost) fresh for at least recover_after_s since it came back."""
         if not self.fresh(name, now):
             return False
         s = self._s[name]
-        return s.lost_at is None or now - s.fresh_since >= self.cfg.recover_after_s
+        return s.lost_at is None or self._now - s.fresh_since >= self.cfg.recover_after_s
 
     def flapping(self, name: str, now: float) -> bool:
-        self._update(name, now)
+        self._update(name, self._clock(now))
         return len(self._s[name].losses) >= self.cfg.flap_transitions
 
     def camera_mask(self, now: float) -> list:

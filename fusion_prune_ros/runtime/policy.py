@@ -61,6 +61,7 @@ class Policy:
         self._over = 0
         self._under = 0
         self._allowed: tuple | None = None  # the modalities usable at the last decision
+        self._decided = 0
 
     def record_latency(self, name: str, ms: float) -> None:
         self._lat[name].append(ms)
@@ -126,7 +127,7 @@ class Policy:
             previous, self._allowed = self._allowed, allowed
             pick = self._best(eligible, budget)
             if self.active is None:
-                cause = "start"
+                cause = "start" if self._decided == 0 else f"a variant can run again ({sensors})"
             elif self.active not in names:
                 cause = f"{self._by_name(self.active).modality} variant {self.active} lost its inputs ({sensors})"
             else:
@@ -150,6 +151,8 @@ class Policy:
     def _best(self, eligible: list, budget: float, current: str | None = None) -> str | None:
         """Most accurate eligible variant expected within budget; else the fastest (never the current one when
         stepping down, unless nothing else is faster)."""
+        if not eligible:
+            return None
         fits = [c.name for c in eligible if self.expected_ms(c.name) <= budget]
         if fits:
             return fits[0]
@@ -159,6 +162,7 @@ class Policy:
         return fastest
 
     def _switch(self, name: str | None, reason: str) -> Decision:
+        self._decided += 1
         switched = name != self.active
         self.active = name
         if switched:

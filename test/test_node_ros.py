@@ -1,0 +1,253 @@
+"""The node as a real process over real DDS (loopback), driven from this test process like an operator would.
+
+Each test starts `fusion_prune_node` with its own ROS_DOMAIN_ID, drives the lifecycle through
+lifecycle_msgs/srv/ChangeState, plays the validation bag over DDS, and reads the node's outputs. Every ROS process
+here runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed: pip install -e .[ros]")
+pytest.importorskip("vision_msgs.msg", reason="vision_msgs is not built: run `fusion-prune ros-setup`")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CompressedImage, PointCloud2, PointField  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from vision_msgs.msg import Detection3DArray  # noqa: E402
+
+from fusion_prune_ros.bag.replay import replay  # noqa: E402
+from fusion_prune_ros.ros.convert import msg_to_detections  # noqa: E402
+from fusion_prune_ros.ros.play import play  # noqa: E402
+from fusion_prune_ros.runtime.core import CoreConfig  # noqa: E402
+from fusion_prune_ros.runtime.policy import PolicyConfig  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+NODE = shutil.which("fusion_prune_node", path=str(Path(sys.executable).parent))
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_domains = iter(range(30 + os.getpid() % 40, 200))
+
+
+def _env(domain: int, tmp: Path) -> dict:
+    return dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                ROS_LOG_DIR=str(tmp / "roslog"), FASTDDS_DEFAULT_PROFILES_FILE=str(ROOT / "config" / "fastdds.xml"),
+                OMP_NUM_THREADS="1")
+
+
+class Harness:
+    """The node process plus an rclpy node in this process that drives and observes it."""
+
+    def __init__(self, shipped: Path, tmp: Path, params: dict):
+        self.domain = next(_domains)
+        env = _env(self.domain, tmp)
+        os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
+        # Sensor staleness is judged on arrival time: bags played at half speed arrive at half the rate.
+        args = [NODE, "--ros-args", "-p", f"profile:={shipped / 'profiles' / 'dense.yaml'}", "-p", "backend:=onnxruntime",
+                "-p", "device:=cpu", "-p", "camera_stale_s:=0.4", "-p", "lidar_max_age_s:=0.4"]
+        for k, v in params.items():
+            args += ["-p", f"{k}:={v}"]
+        self.log = open(tmp / "node.log", "w")
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=self.domain)
+        self.node = Node("test_driver", context=self.ctx)
+        self.detections, self.variants, self.diagnostics = [], [], []
+        self.node.create_subscription(Detection3DArray, "/fusion_prune/detections",
+                                      lambda m: self.detections.append((time.time(), m)), 50)
+        self.node.create_subscription(String, "/fusion_prune/active_variant", lambda m: self.variants.append(m.data),
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(m), 10)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f"{name} not available"
+        future = client.call_async(request)
+        deadline = time.time() + timeout
+        while not future.done():
+            assert time.time() < deadline, f"{name} timed out"
+            time.sleep(0.02)
+        return future.result()
+
+    def transition(self, transition_id: int) -> bool:
+        return self.call(ChangeState, "/fusion_prune/change_state",
+                         ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    def state(self) -> str:
+        return self.call(GetState, "/fusion_prune/get_state", GetState.Request()).current_state.label
+
+    def set_params(self, **values):
+        params = []
+        for name, value in values.items():
+            if isinstance(value, float):
+                v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+            else:
+                v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+            params.append(Parameter(name=name, value=v))
+        return self.call(SetParameters, "/fusion_prune/set_parameters", SetParameters.Request(parameters=params)).results
+
+    def get_param(self, name: str):
+        v = self.call(GetParameters, "/fusion_prune/get_parameters", GetParameters.Request(names=[name])).values[0]
+        return v.double_value if v.type == ParameterType.PARAMETER_DOUBLE else v.string_value
+
+    def play(self, bag: Path, rate: float = 0.5, skip=None) -> dict:
+        return play(bag, rate=rate, node=self.node, wait_for_subscribers_s=5.0, skip=skip)
+
+    def diag_values(self) -> dict:
+        values = {}
+        for status in self.diagnostics[-1].status:
+            values.update({kv.key: kv.value for kv in status.values})
+        return values
+
+    def close(self) -> int:
+        """SIGINT the node (what ros2 launch sends), and check that it and everything it started exit."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout=20)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.log.close()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return code
+            time.sleep(0.1)
+        raise AssertionError("processes of the node's session are still running")
+
+
+@pytest.fixture
+def harness(shipped, tmp_path, request):
+    h = Harness(shipped, tmp_path, getattr(request, "param", {}))
+    yield h
+    if h.proc.poll() is None:
+        h.close()
+
+
+def _activate(h: Harness) -> None:
+    assert h.state() == "unconfigured"
+    assert h.transition(Transition.TRANSITION_CONFIGURE)
+    assert h.state() == "inactive"
+    assert h.transition(Transition.TRANSITION_ACTIVATE)
+    assert h.state() == "active"
+
+
+@pytest.mark.parametrize("harness", [{"score_threshold": 0.05}], indirect=True)
+def test_lifecycle_detections_match_the_in_process_pipeline(harness, shipped, tmp_path):
+    h = harness
+    _activate(h)
+    counts = h.play(shipped / "val.bag")
+    time.sleep(1.0)
+    got = {int(m.header.stamp.sec) * 10 ** 9 + m.header.stamp.nanosec: m for _, m in h.detections}
+    assert len(got) >= 0.5 * counts["/LIDAR_TOP"], (len(got), {k: v for k, v in h.diag_values().items()
+                                                              if k.startswith(("dropped", "note", "frames"))})
+    # The same bag through the same pipeline in-process (no DDS): identical boxes for the same sweeps.
+    core_cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
+                          score_threshold=0.05, policy=PolicyConfig(latency_budget_ms=200.0))
+    _, record = replay(shipped / "val.bag", core_cfg, tmp_path / "inproc", no_drop=True, quiet=True)
+    compared = 0
+    for stamp, msg in got.items():
+        ref = record.detections.get(stamp)
+        if ref is None or len(ref) != len(msg.detections):
+            continue
+        det = msg_to_detections(msg)
+        a, b = det.boxes[np.lexsort(det.boxes[:, :2].T)], ref.boxes[np.lexsort(ref.boxes[:, :2].T)]
+        np.testing.assert_allclose(a[:, :7], b[:, :7], atol=1e-3)
+        compared += 1
+    assert compared >= 0.5 * len(got)
+    # Deactivated: input is ignored and nothing is published.
+    assert h.transition(Transition.TRANSITION_DEACTIVATE) and h.state() == "inactive"
+    before = len(h.detections)
+    h.play(shipped / "val.bag", rate=2.0)
+    time.sleep(1.0)
+    assert len(h.detections) == before
+    assert h.close() == 0
+
+
+def test_parameters_are_validated_and_a_budget_change_switches(harness, shipped):
+    h = harness
+    _activate(h)
+    bad = h.set_params(latency_budget_ms=0.0)
+    assert not bad[0].successful and bad[0].reason
+    bad = h.set_params(override_variant="no-such-variant")
+    assert not bad[0].successful and "not in the profile" in bad[0].reason
+    bad = h.set_params(profile="/elsewhere.yaml")
+    assert not bad[0].successful and "applies at configure" in bad[0].reason
+    assert h.get_param("latency_budget_ms") == 200.0 and h.get_param("override_variant") == ""
+    h.play(shipped / "val.bag", rate=1.0)
+    first = list(h.variants)
+    assert h.set_params(latency_budget_ms=1.0)[0].successful  # nothing fits 1 ms: step down after 3 frames
+    h.play(shipped / "val.bag", rate=1.0)
+    time.sleep(1.5)
+    assert h.get_param("latency_budget_ms") == 1.0
+    assert set(h.variants[len(first):]) - {first[-1]}, "no switch after the budget dropped"
+    assert "over budget" in h.diag_values()["last_switch_reason"]
+
+
+@pytest.mark.parametrize("harness", [{"recover_after_s": 0.2}], indirect=True)
+def test_camera_loss_switches_to_lidar_and_recovers(harness, shipped):
+    h = harness
+    _activate(h)
+    gap = (0.6, 1.2)
+    h.play(shipped / "val.bag", rate=0.5, skip=lambda topic, t: "CAM_" in topic and gap[0] <= t < gap[1])
+    time.sleep(1.0)
+    stamps = [int(m.header.stamp.sec) * 10 ** 9 + m.header.stamp.nanosec for _, m in h.detections]
+    assert len(stamps) == len(h.variants)  # one variant message per frame, in the same order
+    start = stamps[0]
+    seq = [((s - start) * 1e-9, v) for s, v in zip(stamps, h.variants)]
+    lidar_frames = [t for t, v in seq if v == "dense-lidar"]
+    assert lidar_frames, seq
+    # Cameras go stale at the last image before the gap + camera_max_age (0.1 s); the first LiDAR-only frame
+    # comes within two LiDAR periods (2 x 50 ms of bag time) of that.
+    assert lidar_frames[0] <= gap[0] + 0.1 + 2 * 0.05 + 0.02, seq
+    assert seq[-1][1] == "dense-fused", seq  # cameras back (after 0.2 s of recovery): the fused variant returns
+
+
+def test_malformed_input_is_counted_and_the_node_keeps_running(harness, shipped):
+    h = harness
+    _activate(h)
+    pub_cloud = h.node.create_publisher(PointCloud2, "/LIDAR_TOP", qos_profile_sensor_data)
+    pub_image = h.node.create_publisher(CompressedImage, "/CAM_FRONT/image_rect_compressed", qos_profile_sensor_data)
+    deadline = time.time() + 10
+    while (pub_cloud.get_subscription_count() == 0 or pub_image.get_subscription_count() == 0) and time.time() < deadline:
+        time.sleep(0.05)
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xy")]
+    bad_cloud = PointCloud2(height=1, width=10, fields=fields, is_bigendian=False, point_step=8, row_step=80,
+                            data=bytes(80), is_dense=True)
+    bad_cloud.header.frame_id = "LIDAR_TOP"
+    bad_image = CompressedImage(format="jpeg", data=bytes([0xFF, 0xD8, 0xFF, 0xE0]) + bytes(100))
+    for _ in range(3):
+        pub_cloud.publish(bad_cloud)
+        pub_image.publish(bad_image)
+        time.sleep(0.1)
+    h.play(shipped / "val.bag", rate=1.0)
+    time.sleep(2.0)
+    values = h.diag_values()
+    assert int(values.get("dropped_cloud_missing_field", 0)) >= 1, values
+    assert int(values.get("dropped_CAM_FRONT:image_truncated", 0)) >= 1, values
+    assert len(h.detections) > 0 and h.proc.poll() is None
