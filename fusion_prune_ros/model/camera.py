@@ -56,7 +56,12 @@ class CameraBranch(nn.Module):
         self.n_heights = n_heights
         self.backbone = ImageBackbone(channels)
         self.neck = ImageNeck(channels[2], channels[3], feat)
-        self.reduce = ConvBNReLU(feat * n_heights, bev, 1)
+        # Collapse the heights with a (1, Z) conv of stride (1, Z) over the lifted map, whose columns are
+        # (BEV column, height) pairs: the same as a 1x1 conv over C x Z channels, but with no reshape that merges
+        # channels and heights, so a pruned image channel maps to one input channel here (Torch-Pruning traces
+        # channels through grid_sample element-wise, and mis-maps a permute + reshape merge).
+        self.reduce = nn.Sequential(nn.Conv2d(feat, bev, (1, n_heights), (1, n_heights), bias=False),
+                                    nn.BatchNorm2d(bev), nn.ReLU(inplace=True))
 
     def forward(self, images, grid):
         """images: (B * n_cameras, 3, H, W) normalised; grid: (B, Hb, Wb * n_heights, 2) into the stacked maps."""
@@ -65,7 +70,4 @@ class CameraBranch(nn.Module):
         b = bn // self.n_cameras
         stacked = feats.view(b, self.n_cameras, c, h, w).permute(0, 2, 1, 3, 4).reshape(b, c, self.n_cameras * h, w)
         lifted = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        hb = grid.shape[1]
-        wb = grid.shape[2] // self.n_heights
-        lifted = lifted.view(b, c, hb, wb, self.n_heights).permute(0, 1, 4, 2, 3).reshape(b, c * self.n_heights, hb, wb)
         return self.reduce(lifted)
