@@ -1,0 +1,212 @@
+"""Scores -> a pruned model at one of three granularities (methods.md, section 1).
+
+- unstructured: the lowest-scoring weights are zeroed (one global threshold, or top-k per unit when a
+  layer-adaptive allocator chose each unit's keep ratio); masks stay fixed during fine-tuning.
+- nm24: in every group of four consecutive input-channel weights (a conv weight viewed as K x R x S x C), the two
+  lowest-scoring are zeroed: the 2:4 layout of NVIDIA's sparse tensor cores (ASP), 50 % of each unit.
+- channel: output channels are removed physically with Torch-Pruning, which follows every dependency (residual
+  adds, BatchNorm, ConvTranspose, the camera features through grid_sample into the lift conv) and slices all
+  members of a group together. A channel's importance is the mean score of all weights its removal deletes across
+  the group: loss change per parameter saved, which ranks channels of different fan-in fairly under a parameter
+  budget. The global ratio is found by bisection so that the requested fraction of prunable parameters goes.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from .scorers.base import Scores
+from .units import DENSE, prunable_params, prunable_units
+
+GRANULARITIES = ("channel", "nm24", "unstructured")
+MIN_KEEP = 0.05  # every dependency group keeps at least this fraction of its channels (and at least one)
+
+
+# ---- masks -----------------------------------------------------------------------------------------------------
+
+
+def unstructured_masks(model: nn.Module, scores: Scores, sparsity: float) -> dict:
+    """unit name -> bool mask (True = keep) removing `sparsity` of all prunable weights."""
+    units = prunable_units(model)
+    if scores.keep is not None:
+        return {u.name: _top_k_mask(scores.weights[u.name], round(scores.keep[u.name] * u.numel)) for u in units}
+    flat = torch.cat([scores.weights[u.name].flatten().float() for u in units])
+    n_prune = int(round(sparsity * flat.numel()))
+    if n_prune == 0:
+        return {u.name: torch.ones_like(u.weight, dtype=torch.bool) for u in units}
+    threshold = torch.kthvalue(flat, n_prune).values
+    masks, pruned = {}, 0
+    for u in units:
+        s = scores.weights[u.name].float()
+        masks[u.name] = s > threshold
+        pruned += int((~masks[u.name]).sum())
+    # Ties at the threshold: release the surplus so the realised sparsity is exact.
+    surplus = pruned - n_prune
+    for u in units:
+        if surplus <= 0:
+            break
+        tied = (~masks[u.name]) & (scores.weights[u.name].float() == threshold)
+        idx = tied.flatten().nonzero().flatten()[:surplus]
+        masks[u.name].view(-1)[idx] = True
+        surplus -= len(idx)
+    return masks
+
+
+def _top_k_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+    mask = torch.zeros(score.numel(), dtype=torch.bool)
+    if k > 0:
+        mask[score.flatten().float().topk(min(k, score.numel())).indices] = True
+    return mask.view(score.shape)
+
+
+def nm24_masks(model: nn.Module, scores: Scores) -> dict:
+    """2:4 masks along the input channels of every prunable unit (remainder groups of fewer than 4 stay dense)."""
+    masks = {}
+    for u in prunable_units(model):
+        s = scores.weights[u.name].float()
+        # Input channels last: Conv2d weight (K, C, R, S) -> (K, R, S, C); ConvTranspose2d (C, K, R, S) -> (K, R, S, C)
+        perm = (1, 2, 3, 0) if isinstance(u.module, nn.ConvTranspose2d) else (0, 2, 3, 1)
+        view = s.permute(*perm)
+        c = view.shape[-1]
+        full = (c // 4) * 4
+        keep = torch.ones_like(view, dtype=torch.bool)
+        if full:
+            groups = view[..., :full].reshape(*view.shape[:-1], full // 4, 4)
+            top = groups.topk(2, dim=-1).indices
+            g = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, top, True)
+            keep[..., :full] = g.reshape(*view.shape[:-1], full)
+        inverse = [perm.index(i) for i in range(4)]
+        masks[u.name] = keep.permute(*inverse).contiguous()
+    return masks
+
+
+def apply_masks(model: nn.Module, masks: dict) -> None:
+    """Zero the masked weights in place (after every optimiser step during fine-tuning, too)."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            modules[name].weight.mul_(mask.to(modules[name].weight.dtype))
+
+
+def is_nm24(weight: torch.Tensor, transposed: bool = False) -> bool:
+    """True if every full group of four input-channel weights has at most two non-zeros."""
+    view = weight.permute(1, 2, 3, 0) if transposed else weight.permute(0, 2, 3, 1)
+    full = (view.shape[-1] // 4) * 4
+    groups = view[..., :full].reshape(*view.shape[:-1], full // 4, 4)
+    return bool(((groups != 0).sum(-1) <= 2).all())
+
+
+# ---- structural (channel) pruning --------------------------------------------------------------------------------
+
+
+class ScoreImportance(tp.importance.Importance):
+    """A Torch-Pruning importance from per-weight scores: for each channel of a group, the mean score of the
+    weights removed with it, over every conv of the group that has scores."""
+
+    def __init__(self, scores_by_module: dict):
+        self.scores = scores_by_module
+
+    @torch.no_grad()
+    def __call__(self, group) -> torch.Tensor:
+        total, count = None, None
+        for i, (dep, idxs) in enumerate(group):
+            layer, fn = dep.layer, dep.pruning_fn
+            s = self.scores.get(layer)
+            if s is None:
+                continue
+            transposed = getattr(layer, "transposed", False)
+            if fn == tp.prune_conv_out_channels:
+                w = (s.transpose(0, 1) if transposed else s)[idxs].flatten(1)
+            elif fn == tp.prune_conv_in_channels:
+                w = (s if transposed else s.transpose(0, 1)).flatten(1)[idxs]
+            else:
+                continue
+            root = torch.tensor(group[i].root_idxs)
+            if total is None:
+                n = len(group[0].root_idxs) if group[0].root_idxs else len(idxs)
+                total, count = torch.zeros(n), torch.zeros(n)
+            total.scatter_add_(0, root, w.float().sum(1))
+            count.scatter_add_(0, root, torch.full((len(idxs),), float(w.shape[1])))
+        if total is None:
+            return None
+        return total / count.clamp(min=1.0)
+
+
+def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inputs: tuple,
+                  round_to: int | None = None, tolerance: float = 0.01) -> tuple:
+    """A physically smaller copy of `model` with about `sparsity` of its prunable parameters removed.
+
+    Returns (pruned model, info). With per-unit keep ratios (a layer-adaptive allocator), each unit's channel
+    ratio follows 1 - sqrt(keep) (a conv's parameters scale with in x out channels), scaled by one factor found
+    by bisection; otherwise one global ratio is bisected.
+    """
+    base_params = prunable_params(model)
+    units = {u.name: u for u in prunable_units(model)}
+    lo, hi = 0.0, 1.0
+    best = None
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        pruned = _prune_at(model, scores, mid, example_inputs, round_to)
+        realised = 1 - prunable_params(pruned) / base_params
+        if best is None or abs(realised - sparsity) < abs(best[1] - sparsity):
+            best = (pruned, realised, mid)
+        if abs(realised - sparsity) <= tolerance:
+            break
+        lo, hi = (mid, hi) if realised < sparsity else (lo, mid)
+    pruned, realised, factor = best
+    info = {"target_sparsity": sparsity, "realised_sparsity": round(realised, 4), "bisection_factor": round(factor, 4),
+            "params_before": sum(p.numel() for p in model.parameters()),
+            "params_after": sum(p.numel() for p in pruned.parameters()),
+            "channels": {name: _out_channels(m) for name, m in pruned.named_modules() if name in units}}
+    return pruned, info
+
+
+def _out_channels(module: nn.Module) -> int:
+    return module.out_channels
+
+
+def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: tuple, round_to) -> nn.Module:
+    """Prune a copy of `model`: with per-unit keep ratios, each group loses its own ratio (scaled by `factor`);
+    otherwise the `factor` fraction of all channels with the lowest importance, ranked across groups. Every group
+    keeps at least MIN_KEEP of its channels, and widths are multiples of `round_to` when given.
+
+    (Groups are pruned one by one through DependencyGraph.get_pruning_group rather than MetaPruner's global mode,
+    so that ranking, per-group limits and rounding are explicit and testable.)"""
+    pruned = copy.deepcopy(model).eval()
+    modules = dict(pruned.named_modules())
+    names = {m: n for n, m in modules.items()}
+    importance = ScoreImportance({modules[n]: s for n, s in scores.weights.items() if n in modules})
+    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_inputs)
+    ignored = [modules[n] for n in DENSE]
+    plans = []
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.ConvTranspose2d]):
+        imp = importance(group)
+        if imp is None:
+            continue
+        root = group[0].dep.target.module
+        plans.append((root, group[0].dep.handler, imp, names[root]))
+    if scores.keep is not None:
+        # factor 0.5 gives each unit exactly 1 - sqrt(keep); the bisection scales all units together
+        ratios = {name: min(1 - MIN_KEEP, 2 * factor * (1 - math.sqrt(max(scores.keep.get(name, 1.0), 0.0))))
+                  for _, _, _, name in plans}
+    else:
+        everything = torch.cat([imp for _, _, imp, _ in plans])
+        k = int(factor * len(everything))
+        threshold = torch.kthvalue(everything, k).values if k > 0 else -math.inf
+        ratios = {name: float((imp <= threshold).float().mean()) for _, _, imp, name in plans}
+    for root, handler, imp, name in plans:
+        n = len(imp)
+        n_prune = min(int(round(ratios[name] * n)), n - max(1, math.ceil(MIN_KEEP * n)))
+        if round_to:
+            n_prune = max(0, n - max(round_to, int(math.ceil((n - n_prune) / round_to)) * round_to))
+        if n_prune <= 0:
+            continue
+        idxs = torch.argsort(imp)[:n_prune].tolist()
+        group = graph.get_pruning_group(root, handler, idxs=idxs)
+        if graph.check_pruning_group(group):
+            group.prune()
+    return pruned

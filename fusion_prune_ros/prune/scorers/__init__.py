@@ -1,0 +1,42 @@
+"""Importance scorers, one file per method, behind one interface (`base.Scorer`).
+
+`SCORERS` maps a method name to its scorer; `get_scorer(name)` resolves it with a clear error.
+"""
+from __future__ import annotations
+
+from ...errors import UserError
+from .base import Scorer, Scores
+from .baselines import MagnitudeScorer, RandomScorer, SnipScorer, TaylorScorer
+
+SCORERS: dict = {
+    "magnitude": MagnitudeScorer,
+    "taylor": TaylorScorer,
+    "snip": SnipScorer,
+    "random": RandomScorer,
+}
+
+
+def register(name: str, cls) -> None:
+    SCORERS[name] = cls
+
+
+def get_scorer(name: str, **options) -> Scorer:
+    _load_methods()
+    if name not in SCORERS:
+        raise UserError(f"unknown pruning method {name!r}: expected one of {', '.join(sorted(SCORERS))}")
+    return SCORERS[name](**options)
+
+
+def _load_methods() -> None:
+    """The multimodal methods live in their own modules; importing them registers them."""
+    import importlib
+
+    for module in ("altermoma", "crossprune", "mmprune4u", "dm3d"):
+        try:
+            importlib.import_module(f"{__name__}.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{module}":
+                raise
+
+
+__all__ = ["SCORERS", "Scorer", "Scores", "get_scorer", "register"]

@@ -1,0 +1,59 @@
+"""The scorer interface (methods.md, section 1) and gradient helpers shared by the scorers."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..calibration import PruneContext, masked, task_loss
+from ..units import prunable_units
+
+
+@dataclass
+class Scores:
+    """What a scorer returns.
+
+    weights: unit name -> per-weight importance (the weight's shape); higher = keep.
+    keep: unit name -> keep ratio chosen by a layer-adaptive allocator (DM3D, MMPrune4U); None lets the caller
+    apply one global threshold over all units.
+    state: unit name -> replacement weights (CrossPrune's ADMM moves the weights before masking); None = dense.
+    regulariser: extra fine-tuning loss (model, batch, outputs) -> tensor (MMPrune4U's information term).
+    info: what the scorer measured (timings, settings), for the variant manifest.
+    """
+
+    weights: dict
+    keep: dict | None = None
+    state: dict | None = None
+    regulariser: Callable | None = None
+    info: dict = field(default_factory=dict)
+
+
+class Scorer(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def __call__(self, ctx: PruneContext, sparsity: float, granularity: str) -> Scores:
+        """Importance of every prunable weight of ctx.model for a target sparsity at a granularity."""
+
+
+def weight_gradients(model: torch.nn.Module, batches: list, modality: str | None = None) -> dict:
+    """Mean over batches of dL/dW for every prunable unit (model in eval mode: BatchNorm statistics untouched)."""
+    units = prunable_units(model)
+    grads = {u.name: torch.zeros_like(u.weight) for u in units}
+    was_training = model.training
+    model.eval()
+    for batch in batches:
+        model.zero_grad(set_to_none=True)
+        task_loss(model, masked(batch, modality)).backward()
+        for u in units:
+            if u.weight.grad is not None:
+                grads[u.name] += u.weight.grad.detach() / len(batches)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return grads
+
+
+def weights_of(model: torch.nn.Module) -> dict:
+    return {u.name: u.weight.detach().clone() for u in prunable_units(model)}

@@ -1,0 +1,46 @@
+"""Prunable units: the conv weights of the camera branch, the LiDAR branch, the fuser and the BEV backbone / head,
+each tagged with its modality (methods.md, section 1).
+
+The first conv of each branch (it reads the raw input) and the final 1x1 head convs (they define the outputs) stay
+dense. Biases and BatchNorm are not scored; under channel pruning BatchNorm is sliced with its conv.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+MODALITY_OF_PREFIX = (("camera.", "camera"), ("lidar.", "lidar"), ("fuser.", "fusion"), ("bev.", "fusion"),
+                      ("head.", "head"))
+DENSE = ("lidar.stem.0", "camera.backbone.stem.0", "head.heatmap", "head.regression")
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    module: nn.Module
+    modality: str
+
+    @property
+    def weight(self):
+        return self.module.weight
+
+    @property
+    def numel(self) -> int:
+        return self.module.weight.numel()
+
+
+def prunable_units(model: nn.Module) -> list:
+    units = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or name in DENSE:
+            continue
+        modality = next((m for prefix, m in MODALITY_OF_PREFIX if name.startswith(prefix)), None)
+        if modality is None:
+            raise ValueError(f"conv {name} belongs to no known module of the detector")
+        units.append(Unit(name, module, modality))
+    return units
+
+
+def prunable_params(model: nn.Module) -> int:
+    return sum(u.numel for u in prunable_units(model))
