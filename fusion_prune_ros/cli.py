@@ -194,14 +194,8 @@ def _play(args) -> None:
     print("published: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
 
 
-OUTPUT_TOPICS = {"/fusion_prune/detections": "vision_msgs/msg/Detection3DArray",
-                 "/fusion_prune/markers": "visualization_msgs/msg/MarkerArray",
-                 "/fusion_prune/active_variant": "std_msgs/msg/String",
-                 "/fusion_prune/label_info": "vision_msgs/msg/LabelInfo",
-                 "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
-
-
 def _record(args) -> None:
+    from .demo import LATCHED_OUTPUTS, OUTPUT_TOPICS
     from .ros.record import record
 
     topics = dict(OUTPUT_TOPICS)
@@ -210,9 +204,61 @@ def _record(args) -> None:
         if not typename:
             raise UserError(f"--topic needs NAME:TYPE (e.g. /LIDAR_TOP:sensor_msgs/msg/PointCloud2), got {spec!r}")
         topics[name] = typename
-    counts = record(args.out, topics, args.duration,
-                    latched=("/fusion_prune/active_variant", "/fusion_prune/label_info"))
+    counts = record(args.out, topics, args.duration, latched=LATCHED_OUTPUTS)
     print("recorded: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+
+
+def _prune(args) -> None:
+    from .prune.variant import PruneSpec, load_prune_config, prune_variant
+
+    spec = PruneSpec(args.method, args.sparsity, args.granularity, args.seed)
+    m = prune_variant(args.dense, spec, load_prune_config(args.config), args.out, quiet=args.quiet)
+    print(f"{m['name']}: realised sparsity {m['sparsity_realised']['overall']:.3f} "
+          f"(camera {m['sparsity_realised']['per_modality'].get('camera', 0):.3f}, "
+          f"LiDAR {m['sparsity_realised']['per_modality'].get('lidar', 0):.3f}), "
+          f"{m['complexity']['params_m']:.3f} M params, {m['complexity']['fused']['gflops']:.2f} GFLOPs")
+    for cond, v in m["metrics"].items():
+        print(f"  {cond:<12} mAP {v['mAP']:.4f}  NDS {v['NDS']:.4f}")
+    print(f"  ONNX Runtime CPU (2 threads) fused {m['latency_ms']['ort-cpu-2t']['fused']['median_ms']:.1f} ms")
+
+
+def _sweep(args) -> None:
+    from .prune.sweep import collect, load_sweep_config, pareto_plot, plan, rows, run_sweep, write_profile, write_table
+
+    cfg = load_sweep_config(args.config)
+    specs = plan(cfg)
+    out = Path(args.out)
+    done = sum((out / s.name / "manifest.json").is_file() for s in specs)
+    print(f"sweep plan: {len(specs)} variants ({done} done), {cfg.prune.finetune_steps} fine-tuning steps each")
+    if not args.report_only:
+        run_sweep(args.dense, cfg, out, quiet=args.quiet, limit=args.limit)
+    import json
+
+    manifests = collect(out)
+    dense_dir = Path(args.dense).parent
+    table = rows(manifests, json.loads((dense_dir / "metadata.json").read_text()))
+    docs = Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
+                f"Pruning results ({len(manifests)} variants, measured)")
+    for granularity in sorted({m["granularity"] for m in manifests}):
+        pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
+    if args.profile:
+        write_profile(manifests, dense_dir, out, Path(args.profile))
+        print(f"profile written: {args.profile}")
+    print(f"results: {docs / 'pruning_results.md'}")
+
+
+def _demo(args) -> None:
+    from .demo import DemoConfig, format_demo, run_demo
+
+    cfg = DemoConfig(out=args.out, profile=args.profile or "", scenario=args.scenario or "",
+                     in_process=args.in_process, scene_seconds=args.scene_seconds, rate=args.rate,
+                     backend=args.backend, device=args.device)
+    results = run_demo(cfg, quiet=args.quiet)
+    print(format_demo(results))
+    print(f"timeline: {Path(args.out) / 'timeline.png'}, BEV: {Path(args.out) / 'bev.png'}, "
+          f"details: {Path(args.out) / 'demo.json'}")
 
 
 def _ros_setup(args) -> None:
@@ -317,6 +363,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_eval)
 
+    p = sub.add_parser("prune", help="prune the dense model with one method at one sparsity and granularity",
+                       description="Score, prune (channel: physically with Torch-Pruning; unstructured; 2:4), "
+                                   "fine-tune with the shared budget, evaluate (fused, camera lost, LiDAR lost), "
+                                   "export ONNX, measure latency, write manifest.json. Resumable.")
+    p.add_argument("--dense", required=True, help="dense model.pt (models/base/model.pt)")
+    p.add_argument("--method", required=True, help="magnitude, taylor, snip, random, altermoma, crossprune, "
+                                                    "mmprune4u, dm3d")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of prunable parameters removed")
+    p.add_argument("--granularity", default="channel", choices=("channel", "nm24", "unstructured"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help="PruneConfig YAML (config/prune/budget.yaml)")
+    p.add_argument("--out", default="runs/variants")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_prune)
+
+    p = sub.add_parser("sweep", help="run (or resume) a pruning sweep, write the results table, plots and profile",
+                       description="Methods x levels x granularities from a sweep YAML; finished variants are not "
+                                   "redone. Writes docs/pruning_results.{md,csv}, pareto_<granularity>.png and, "
+                                   "with --profile, the node's profile of Pareto-optimal variants.")
+    p.add_argument("--dense", required=True)
+    p.add_argument("--config", required=True, help="sweep YAML (config/prune/sweep.yaml)")
+    p.add_argument("--out", default="runs/variants")
+    p.add_argument("--docs", default="docs")
+    p.add_argument("--profile", help="write this profile YAML")
+    p.add_argument("--limit", type=int, help="run at most this many new variants now")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_sweep)
+
     p = sub.add_parser("play", help="publish a rosbag2 over DDS (with /clock), for machines without ros2 bag",
                        description="Publish every message of a bag (MCAP or sqlite3) at its recorded pace times "
                                    "--rate, as raw CDR, with sensor QoS for sensor topics and latched /tf_static.")
@@ -336,6 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--topic", action="append", help="extra topic as NAME:TYPE")
     p.set_defaults(func=_record)
+
+    p = sub.add_parser("demo", help="the whole onboard story: generate, bag, play through the node, score",
+                       description="Generate a short scene, convert it to a bag, play it through the real node over "
+                                   "DDS on loopback (or --in-process), with a scenario (budget tightens, cameras black "
+                                   "out and recover); record, score per segment, print a summary, write plots.")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--profile", help="default: config/profiles/default.yaml")
+    p.add_argument("--scenario", help="default: config/scenarios/demo.yaml")
+    p.add_argument("--in-process", action="store_true", help="replay in-process (no DDS)")
+    p.add_argument("--scene-seconds", type=float, default=8.0)
+    p.add_argument("--rate", type=float, default=1.0, help="bag playback rate over DDS")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("ros-setup", help="build the ROS interface packages PyPI lacks (vision_msgs, tf2_msgs)",
                        description="Build vision_msgs and tf2_msgs from the package's .msg files into this Python "

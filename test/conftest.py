@@ -41,7 +41,7 @@ def shipped(tiny_root, tiny_nusc, tmp_path_factory):
     cfg = load_yaml(DetectorConfig, Path(__file__).parents[1] / "config" / "detector" / "small.yaml")
     cfg.data.dataroot = str(tiny_root)
     cfg.train.steps = 10
-    train_detector(cfg, tmp / "run", quiet=True, evaluate=False)
+    train_detector(cfg, tmp / "run", quiet=True)
     ship(tmp / "run" / "model.pt", tmp / "models", "dense", tmp / "profiles" / "dense.yaml", iterations=3)
     convert(tiny_nusc, ["scene-0103"], tmp / "val.bag", progress=False)  # the mini_val scene
     return tmp

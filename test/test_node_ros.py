@@ -7,11 +7,6 @@ here runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,12 +18,7 @@ pytest.importorskip("vision_msgs.msg", reason="vision_msgs is not built: run `fu
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection3DArray  # noqa: E402
@@ -36,19 +26,11 @@ from vision_msgs.msg import Detection3DArray  # noqa: E402
 from fusion_prune_ros.bag.replay import replay  # noqa: E402
 from fusion_prune_ros.ros.convert import msg_to_detections  # noqa: E402
 from fusion_prune_ros.ros.play import play  # noqa: E402
+from fusion_prune_ros.ros.remote import NodeClient, NodeProcess  # noqa: E402
 from fusion_prune_ros.runtime.core import CoreConfig  # noqa: E402
 from fusion_prune_ros.runtime.policy import PolicyConfig  # noqa: E402
 
-ROOT = Path(__file__).parents[1]
-NODE = shutil.which("fusion_prune_node", path=str(Path(sys.executable).parent))
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 _domains = iter(range(30 + os.getpid() % 40, 200))
-
-
-def _env(domain: int, tmp: Path) -> dict:
-    return dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                ROS_LOG_DIR=str(tmp / "roslog"), FASTDDS_DEFAULT_PROFILES_FILE=str(ROOT / "config" / "fastdds.xml"),
-                OMP_NUM_THREADS="1")
 
 
 class Harness:
@@ -56,59 +38,31 @@ class Harness:
 
     def __init__(self, shipped: Path, tmp: Path, params: dict):
         self.domain = next(_domains)
-        env = _env(self.domain, tmp)
-        os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
         # Sensor staleness is judged on arrival time: bags played at half speed arrive at half the rate.
-        args = [NODE, "--ros-args", "-p", f"profile:={shipped / 'profiles' / 'dense.yaml'}", "-p", "backend:=onnxruntime",
-                "-p", "device:=cpu", "-p", "camera_stale_s:=0.4", "-p", "lidar_max_age_s:=0.4"]
-        for k, v in params.items():
-            args += ["-p", f"{k}:={v}"]
-        self.log = open(tmp / "node.log", "w")
-        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=self.domain)
-        self.node = Node("test_driver", context=self.ctx)
+        base = {"profile": shipped / "profiles" / "dense.yaml", "backend": "onnxruntime", "device": "cpu",
+                "camera_stale_s": 0.4, "lidar_max_age_s": 0.4}
+        self.process = NodeProcess({**base, **params}, self.domain, tmp / "node.log")
+        self.proc = self.process.proc
+        self.client = NodeClient(self.domain, "test_driver")
+        self.node = self.client.node
         self.detections, self.variants, self.diagnostics = [], [], []
         self.node.create_subscription(Detection3DArray, "/fusion_prune/detections",
                                       lambda m: self.detections.append((time.time(), m)), 50)
         self.node.create_subscription(String, "/fusion_prune/active_variant", lambda m: self.variants.append(m.data),
                                       QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(m), 10)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), f"{name} not available"
-        future = client.call_async(request)
-        deadline = time.time() + timeout
-        while not future.done():
-            assert time.time() < deadline, f"{name} timed out"
-            time.sleep(0.02)
-        return future.result()
 
     def transition(self, transition_id: int) -> bool:
-        return self.call(ChangeState, "/fusion_prune/change_state",
-                         ChangeState.Request(transition=Transition(id=transition_id))).success
+        return self.client.transition(transition_id)
 
     def state(self) -> str:
-        return self.call(GetState, "/fusion_prune/get_state", GetState.Request()).current_state.label
+        return self.client.state()
 
     def set_params(self, **values):
-        params = []
-        for name, value in values.items():
-            if isinstance(value, float):
-                v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-            else:
-                v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-            params.append(Parameter(name=name, value=v))
-        return self.call(SetParameters, "/fusion_prune/set_parameters", SetParameters.Request(parameters=params)).results
+        return self.client.set_params(**values)
 
     def get_param(self, name: str):
-        v = self.call(GetParameters, "/fusion_prune/get_parameters", GetParameters.Request(names=[name])).values[0]
-        return v.double_value if v.type == ParameterType.PARAMETER_DOUBLE else v.string_value
+        return self.client.get_param(name)
 
     def play(self, bag: Path, rate: float = 0.5, skip=None) -> dict:
         return play(bag, rate=rate, node=self.node, wait_for_subscribers_s=5.0, skip=skip)
@@ -121,24 +75,13 @@ class Harness:
 
     def close(self) -> int:
         """SIGINT the node (what ros2 launch sends), and check that it and everything it started exit."""
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            code = self.proc.wait(timeout=20)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.log.close()
+        self.client.close()
+        code = self.process.stop()
         deadline = time.time() + 5
-        while time.time() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return code
+        while self.process.session_alive():
+            assert time.time() < deadline, "processes of the node's session are still running"
             time.sleep(0.1)
-        raise AssertionError("processes of the node's session are still running")
+        return code
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Saving and loading a trained detector together with the config that built it and what was measured about it."""
+"""Saving and loading a trained detector together with the config that built it and what was measured about it.
+
+A dense detector is stored as a state dict (its config rebuilds the architecture). A channel-pruned detector has
+per-layer widths no config describes, so it is stored whole (`structured=True`: the pickled module, loaded with
+this package importable); its config still describes its inputs (grid, images).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +15,12 @@ from ..errors import UserError
 from .detector import FusionDetector
 
 
-def save_detector(model: FusionDetector, cfg: DetectorConfig, path: str | Path, meta: dict | None = None) -> None:
+def save_detector(model: FusionDetector, cfg: DetectorConfig, path: str | Path, meta: dict | None = None,
+                  structured: bool = False) -> None:
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": to_dict(cfg), "model": model.state_dict(), "meta": meta or {}}, tmp)
+    weights = {"module": model} if structured else {"model": model.state_dict()}
+    torch.save({"config": to_dict(cfg), **weights, "meta": meta or {}}, tmp)
     tmp.replace(path)
 
 
@@ -25,8 +32,11 @@ def load_detector(path: str | Path) -> tuple[FusionDetector, DetectorConfig, dic
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         cfg = from_dict(DetectorConfig, state["config"], "checkpoint config")
-        model = FusionDetector(cfg)
-        model.load_state_dict(state["model"])
+        if "module" in state:
+            model = state["module"]
+        else:
+            model = FusionDetector(cfg)
+            model.load_state_dict(state["model"])
     except UserError:
         raise
     except Exception as e:  # torch raises many types for truncated / foreign files

@@ -51,7 +51,7 @@ class SingleModality(nn.Module):
 
     def _fuse(self, x):
         conv, bn, relu = self.detector.fuser.conv
-        split = self.detector.fuser.lidar_channels
+        split = self.detector.lidar.out[0].out_channels  # read from the module: channel pruning changes it
         weight = conv.weight[:, :split] if self.modality == "lidar" else conv.weight[:, split:]
         return relu(bn(F.conv2d(x, weight, None, conv.stride, conv.padding)))
 

@@ -15,7 +15,6 @@ class ConvFuser(nn.Module):
 
     def __init__(self, lidar: int, camera: int, out: int):
         super().__init__()
-        self.lidar_channels = lidar
         self.conv = ConvBNReLU(lidar + camera, out, 3)
 
     def forward(self, lidar_bev, camera_bev):

@@ -98,6 +98,7 @@ class DetectorCore:
         self.lidar_frame_id = cfg.lidar
         self._last_camera_frame_ns = -1
         self.latency: deque = deque(maxlen=200)
+        self.variant_latency: dict = {}  # variant -> recent end-to-end latencies (ms), for diagnostics
         self.stage_ms: dict = {}
         self._static: dict = {}
 
@@ -214,6 +215,7 @@ class DetectorCore:
         total_ms = (time.perf_counter() - start) * 1e3
         self.policy.record_latency(decision.variant, total_ms)
         self.latency.append(total_ms)
+        self.variant_latency.setdefault(decision.variant, deque(maxlen=1000)).append(total_ms)
         self.stage_ms = {**result.timings_ms, "end_to_end": total_ms}
         return FrameOutput(stamp, frame_id, result.detections, decision.variant, decision, self.stage_ms, notes,
                            int(frame.camera_present.sum()))
@@ -241,6 +243,11 @@ class DetectorCore:
                     "switches": len(self.switches), "last_switch_reason": last.reason if last else "",
                     "publish_failures": self.publish_failures,
                     **{f"stage_{k}_ms": round(v, 2) for k, v in self.stage_ms.items()},
+                    **{f"latency_{v}_{q}": round(float(np.percentile(x, p)), 2) if q != "frames" else len(x)
+                       for v, x in self.variant_latency.items()
+                       for q, p in (("p50_ms", 50), ("p95_ms", 95), ("frames", 0))},
+                    **{f"switch_{i}": f"{s.stamp_ns}: {s.variant} ({s.reason})"
+                       for i, s in enumerate(list(self.switches)[-10:])},
                     **{f"dropped_{k}": v for k, v in sorted(self.drops.items())},
                     **{f"note_{k}": v for k, v in sorted(self.notes.items())}}
         message = f"running {active}" if active else "no variant can run: " + (last.reason if last else "no input")

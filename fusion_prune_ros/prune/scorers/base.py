@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+
+from ...data.dataset import collate
 
 from ..calibration import PruneContext, masked, task_loss
 from ..units import prunable_units
@@ -57,3 +59,15 @@ def weight_gradients(model: torch.nn.Module, batches: list, modality: str | None
 
 def weights_of(model: torch.nn.Module) -> dict:
     return {u.name: u.weight.detach().clone() for u in prunable_units(model)}
+
+
+CLIP_NORM = 10.0  # as in train.fit
+
+
+def sampled_batches(dataset, steps: int, batch_size: int, seed: int) -> Iterator[dict]:
+    """`steps` collated batches of distinct random frames from a seeded generator: a scorer that trains while
+    scoring then depends on ctx.seed only."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randperm(len(dataset), generator=gen)[:batch_size]
+        yield collate([dataset[int(i)] for i in idx])

@@ -1,0 +1,172 @@
+"""`fusion-prune sweep`: methods x sparsity levels x granularities -> variants, a results table, a Pareto plot
+and the node's default profile. Resumable: finished variants (manifest present) are read back, not redone."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..config import load_yaml
+from ..runtime.profile import Profile, Variant, save_profile
+from .variant import PruneConfig, PruneSpec, prune_variant
+
+
+@dataclass
+class SweepConfig:
+    """config/prune/sweep*.yaml: what to run, in order (the plan is printed with its estimated cost first)."""
+
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    channel_methods: list = field(default_factory=list)
+    channel_levels: list = field(default_factory=list)
+    unstructured_methods: list = field(default_factory=list)
+    unstructured_levels: list = field(default_factory=list)
+    nm24_methods: list = field(default_factory=list)
+    extra_seeds: list = field(default_factory=list)  # seeds run in addition to 0, at extra_seed_levels
+    extra_seed_levels: list = field(default_factory=list)
+
+
+def plan(cfg: SweepConfig) -> list:
+    specs = [PruneSpec(m, s, "channel") for m in cfg.channel_methods for s in cfg.channel_levels]
+    specs += [PruneSpec(m, s, "channel", seed) for seed in cfg.extra_seeds for m in cfg.channel_methods
+              for s in cfg.extra_seed_levels]
+    specs += [PruneSpec(m, s, "unstructured") for m in cfg.unstructured_methods for s in cfg.unstructured_levels]
+    specs += [PruneSpec(m, 0.5, "nm24") for m in cfg.nm24_methods]
+    return specs
+
+
+def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: bool = False,
+              limit: int | None = None) -> list:
+    """Run the plan in order (at most `limit` new variants); returns the manifests of all finished variants."""
+    out_root = Path(out_root)
+    specs = plan(cfg)
+    manifests, started = [], 0
+    log = out_root / "sweep_log.jsonl"
+    out_root.mkdir(parents=True, exist_ok=True)
+    for spec in tqdm(specs, desc="sweep", disable=quiet, unit="variant"):
+        done = (out_root / spec.name / "manifest.json").is_file()
+        if not done and limit is not None and started >= limit:
+            continue
+        start = time.time()
+        manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True))
+        if not done:
+            started += 1
+            with open(log, "a") as f:
+                f.write(json.dumps({"variant": spec.name, "seconds": round(time.time() - start, 1)}) + "\n")
+    return manifests
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    return load_yaml(SweepConfig, path)
+
+
+def collect(out_root: str | Path) -> list:
+    return [json.loads(p.read_text()) for p in sorted(Path(out_root).glob("*/manifest.json"))]
+
+
+COLUMNS = ("name", "method", "granularity", "sparsity", "seed", "realised", "camera", "lidar", "fusion", "params_m",
+           "gflops", "mAP", "NDS", "mAP_cam_lost", "NDS_cam_lost", "mAP_lidar_lost", "NDS_lidar_lost",
+           "ort_ms", "ort_speedup", "scoring_s", "finetune_s")
+
+
+def rows(manifests: list, dense: dict) -> list:
+    """One flat row per variant (plus the dense model), for the table, the CSV and the plot."""
+    dense_ms = dense["graphs"]["fused"]["ort-cpu-2t"]["median_ms"]
+    out = [{"name": "dense", "method": "dense", "granularity": "-", "sparsity": 0.0, "seed": 0, "realised": 0.0,
+            "camera": 0.0, "lidar": 0.0, "fusion": 0.0, "params_m": dense["complexity"]["params_m"],
+            "gflops": dense["complexity"]["fused"]["gflops"], **_metric_cols(dense["metrics"]), "ort_ms": dense_ms,
+            "ort_speedup": 1.0, "scoring_s": 0.0, "finetune_s": 0.0}]
+    for m in manifests:
+        ms = m["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
+        per = m["sparsity_realised"]["per_modality"]
+        out.append({"name": m["name"], "method": m["method"], "granularity": m["granularity"],
+                    "sparsity": m["sparsity"], "seed": m["seed"], "realised": m["sparsity_realised"]["overall"],
+                    "camera": per.get("camera", 0.0), "lidar": per.get("lidar", 0.0),
+                    "fusion": per.get("fusion", 0.0), "params_m": m["complexity"]["params_m"],
+                    "gflops": m["complexity"]["fused"]["gflops"], **_metric_cols(m["metrics"]), "ort_ms": ms,
+                    "ort_speedup": round(dense_ms / ms, 2), "scoring_s": m["scoring"]["seconds"],
+                    "finetune_s": m["finetune"]["seconds"]})
+    return out
+
+
+def _metric_cols(metrics: dict) -> dict:
+    get = lambda c, k: metrics.get(c, {}).get(k, float("nan"))  # noqa: E731
+    return {"mAP": get("fused", "mAP"), "NDS": get("fused", "NDS"), "mAP_cam_lost": get("camera_lost", "mAP"),
+            "NDS_cam_lost": get("camera_lost", "NDS"), "mAP_lidar_lost": get("lidar_lost", "mAP"),
+            "NDS_lidar_lost": get("lidar_lost", "NDS")}
+
+
+def write_table(table: list, csv_path: Path, md_path: Path, title: str) -> None:
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(table)
+    lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in table:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |")
+    md_path.write_text("\n".join(lines) + "\n")
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def pareto_plot(table: list, path: Path, granularity: str = "channel") -> None:
+    """NDS vs measured ONNX Runtime CPU latency, one line per method (the dense model as a star)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    dense = next(r for r in table if r["method"] == "dense")
+    methods = sorted({r["method"] for r in table if r["granularity"] == granularity})
+    for method in methods:
+        pts = sorted((r["ort_ms"], r["NDS"]) for r in table if r["method"] == method
+                     and r["granularity"] == granularity and r["seed"] == 0)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=method, ms=4)
+    ax.plot(dense["ort_ms"], dense["NDS"], "k*", ms=12, label="dense")
+    ax.set_xlabel("ONNX Runtime CPU latency, 2 threads [ms] (fused graph)")
+    ax.set_ylabel("NDS (generated val split)")
+    ax.set_title(f"{granularity} pruning: accuracy vs measured latency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path) -> Profile:
+    """The node's profile: the Pareto-optimal fused channel-pruned variants (NDS vs latency, the dense model
+    included), most accurate first, then the best LiDAR-only and camera-only graphs for sensor loss."""
+    dense_meta = json.loads((dense_dir / "metadata.json").read_text())
+    candidates = [{"name": "dense", "folder": dense_dir, "metrics": dense_meta["metrics"],
+                   "complexity": dense_meta["complexity"], "method": "dense", "sparsity": 0.0, "granularity": "none",
+                   "latency": {m: g["ort-cpu-2t"]["median_ms"] for m, g in dense_meta["graphs"].items()}}]
+    for m in manifests:
+        if m["granularity"] == "channel" and m["seed"] == 0:
+            candidates.append({"name": m["name"], "folder": variants_root / m["name"], "metrics": m["metrics"],
+                               "complexity": m["complexity"], "method": m["method"], "sparsity": m["sparsity"],
+                               "granularity": m["granularity"],
+                               "latency": {k: v["median_ms"] for k, v in m["latency_ms"]["ort-cpu-2t"].items()}})
+    front = []
+    for c in sorted(candidates, key=lambda c: c["latency"]["fused"]):
+        if not front or c["metrics"]["fused"]["NDS"] > front[-1]["metrics"]["fused"]["NDS"]:
+            front.append(c)
+    chosen = [(c, "fused") for c in sorted(front, key=lambda c: -c["metrics"]["fused"]["NDS"])]
+    for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):
+        chosen.append((max(candidates, key=lambda c: c["metrics"].get(condition, {}).get("NDS", -1)), mode))
+    rel = lambda p: os.path.relpath(p, profile_path.parent)  # noqa: E731
+    variants = [Variant(name=f"{c['name']}-{mode}", modality=mode, onnx=rel(c["folder"] / f"{mode}.onnx"),
+                        checkpoint=rel(c["folder"] / "model.pt"), method=c["method"], sparsity=c["sparsity"],
+                        granularity=c["granularity"], params_m=c["complexity"].get("params_m", 0.0),
+                        gflops=c["complexity"].get(mode, {}).get("gflops", 0.0),
+                        metrics={k: {"mAP": v["mAP"], "NDS": v["NDS"]} for k, v in c["metrics"].items()},
+                        latency_ms={"ort-cpu-2t": c["latency"][mode]}) for c, mode in chosen]
+    profile = Profile(name=profile_path.stem, variants=variants, detector=rel(dense_dir / "detector.yaml"))
+    save_profile(profile, profile_path)
+    return profile

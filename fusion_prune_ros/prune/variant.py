@@ -1,0 +1,195 @@
+"""`fusion-prune prune`: one method x sparsity x granularity -> a fine-tuned, evaluated, exported variant.
+
+Every method gets the same calibration frames, the same fine-tuning budget (optimiser steps, learning rate,
+schedule, data and augmentation) and the same evaluation, so their differences are the methods' own. A variant
+folder holds the checkpoint, the three ONNX graphs and `manifest.json` (method, sparsity target and realised, per
+modality and per layer, parameters, FLOPs, official metrics fused / camera lost / LiDAR lost, ONNX Runtime CPU
+latency, scoring and fine-tuning cost, file hashes). A finished variant (manifest present) is never redone; an
+interrupted fine-tune resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from ..config import DetectorConfig, load_yaml, to_dict
+from ..data.dataset import Augment, DetectionDataset, build_cache
+from ..errors import UserError
+from ..export.onnx_export import INPUT_NAMES, export_all, sha256
+from ..model.checkpoint import load_detector, save_detector
+from ..model.flops import count_flops, example_inputs
+from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from ..runtime.timing import time_calls
+from ..train import FitHooks, fit
+from .calibration import PruneContext, calibration_batches
+from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
+from .scorers import get_scorer
+from .units import prunable_units
+
+
+@dataclass
+class PruneConfig:
+    """The shared budget of a comparison (config/prune/*.yaml)."""
+
+    calibration_frames: int = 128
+    calibration_batch: int = 8
+    finetune_steps: int = 300
+    finetune_lr: float = 2e-4
+    finetune_batch: int = 8
+    round_to: int = 0  # channel widths rounded to a multiple of this (0: no rounding; 8 for tensor cores)
+    latency_iterations: int = 20
+    conditions: tuple = ("fused", "camera_lost", "lidar_lost")
+    method_options: dict = field(default_factory=dict)  # method -> constructor keyword arguments
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    method: str
+    sparsity: float
+    granularity: str
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.granularity}-{round(self.sparsity * 100)}-s{self.seed}"
+
+
+def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
+                  quiet: bool = False) -> dict:
+    """Run (or resume) one variant; returns its manifest."""
+    if spec.granularity not in GRANULARITIES:
+        raise UserError(f"unknown granularity {spec.granularity!r}: expected one of {', '.join(GRANULARITIES)}")
+    if not 0.0 < spec.sparsity < 1.0:
+        raise UserError(f"sparsity must be in (0, 1), got {spec.sparsity}")
+    out = Path(out_root) / spec.name
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        return json.loads(manifest_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    model, cfg, dense_meta = load_detector(dense)
+    torch.manual_seed(spec.seed)
+    train_cache = build_cache(cfg, cfg.data.train_split, quiet=quiet)
+    t = cfg.train
+    augment = Augment(flip=t.flip, drop_lidar=t.drop_lidar, drop_camera=t.drop_camera,
+                      drop_single_camera=t.drop_single_camera, photometric=True)
+    train_set = DetectionDataset(train_cache, cfg, augment, seed=spec.seed)
+    plain = DetectionDataset(train_cache, cfg, Augment(), seed=0)
+    calibration = calibration_batches(plain, pcfg.calibration_frames, pcfg.calibration_batch, seed=0)
+    # Scorers that train (AlterMOMA's reactivation, CrossPrune's ADMM) mask modalities themselves: their data keeps
+    # the geometric and photometric augmentation but no random modality dropout on top.
+    scoring_set = DetectionDataset(train_cache, cfg, Augment(flip=t.flip, photometric=True), seed=spec.seed)
+    ctx = PruneContext(model, cfg, calibration, scoring_set, spec.seed)
+
+    pruned_path = out / "pruned.pt"
+    state = torch.load(pruned_path, weights_only=False) if pruned_path.is_file() else None
+    if state is not None and not state["scoring"].get("regulariser"):
+        # Scoring finished before an interruption: reuse it. (A fine-tuning regulariser is a closure that cannot be
+        # saved, so methods with one score again.)
+        pruned, masks, scoring = state["module"], state["masks"], state["scoring"]
+        regulariser = None
+    else:
+        scorer = get_scorer(spec.method, **pcfg.method_options.get(spec.method, {}))
+        start = time.time()
+        scores = scorer(ctx, spec.sparsity, spec.granularity)
+        scoring = {"seconds": round(time.time() - start, 1), "regulariser": scores.regulariser is not None,
+                   **scores.info}
+        pruned, masks, structure = _apply(model, scores, spec, pcfg, cfg)
+        scoring["structure"] = structure
+        regulariser = scores.regulariser
+        torch.save({"module": pruned, "masks": masks, "scoring": scoring}, pruned_path)
+
+    train_cfg = replace(cfg.train, batch_size=pcfg.finetune_batch, pct_start=0.05, seed=spec.seed)
+    hooks = FitHooks(regulariser=regulariser, after_step=(lambda m: apply_masks(m, masks)) if masks else None)
+    start = time.time()
+    ft = fit(pruned, train_set, train_cfg, out / "finetune", steps=pcfg.finetune_steps, lr=pcfg.finetune_lr,
+             hooks=hooks, quiet=quiet)
+    if masks:
+        apply_masks(pruned, masks)
+    finetune = {"steps": pcfg.finetune_steps, "lr": pcfg.finetune_lr, "batch": pcfg.finetune_batch,
+                "seconds": round(time.time() - start, 1), "regulariser": regulariser is not None,
+                "final_loss": {k: v for k, v in ft.items() if k in ("heatmap", "regression", "regulariser")}}
+    manifest = _finish(pruned, cfg, dense_meta, spec, pcfg, scoring, finetune, masks, out, quiet)
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    pruned_path.unlink(missing_ok=True)
+    shutil.rmtree(out / "finetune", ignore_errors=True)
+    return manifest
+
+
+def _apply(model, scores, spec: PruneSpec, pcfg: PruneConfig, cfg: DetectorConfig) -> tuple:
+    """Scores -> (model to fine-tune, masks or None, structure info)."""
+    work = copy.deepcopy(model)
+    if scores.state:
+        modules = dict(work.named_modules())
+        with torch.no_grad():
+            for name, w in scores.state.items():
+                modules[name].weight.copy_(w)
+    if spec.granularity == "channel":
+        pruned, info = channel_prune(work, scores, spec.sparsity, example_inputs(cfg)["fused"],
+                                     round_to=pcfg.round_to or None)
+        return pruned, None, info
+    masks = unstructured_masks(work, scores, spec.sparsity) if spec.granularity == "unstructured" \
+        else nm24_masks(work, scores)
+    apply_masks(work, masks)
+    return work, masks, {"realised_sparsity": round(_mask_sparsity(masks), 4)}
+
+
+def _mask_sparsity(masks: dict) -> float:
+    return 1 - sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
+def sparsity_report(model, dense_model) -> dict:
+    """Realised sparsity of prunable parameters (removed channels and zeroed weights), overall and per modality,
+    and per layer, against the dense model."""
+    dense_units = {u.name: u for u in prunable_units(dense_model)}
+    per_layer, per_mod_total, per_mod_kept = {}, {}, {}
+    for u in prunable_units(model):
+        total = dense_units[u.name].numel
+        kept = int((u.weight != 0).sum())
+        per_layer[u.name] = round(1 - kept / total, 4)
+        per_mod_total[u.modality] = per_mod_total.get(u.modality, 0) + total
+        per_mod_kept[u.modality] = per_mod_kept.get(u.modality, 0) + kept
+    overall = 1 - sum(per_mod_kept.values()) / sum(per_mod_total.values())
+    return {"overall": round(overall, 4),
+            "per_modality": {m: round(1 - per_mod_kept[m] / per_mod_total[m], 4) for m in per_mod_total},
+            "per_layer": per_layer}
+
+
+def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg: PruneConfig, scoring: dict,
+            finetune: dict, masks, out: Path, quiet: bool) -> dict:
+    from ..data.nusc import open_nuscenes
+    from ..model.inference import evaluate_conditions, torch_runner
+    from ..train_detector import _brief
+
+    pruned.eval()
+    from ..model.detector import FusionDetector
+
+    dense_model = FusionDetector(cfg)
+    nusc = open_nuscenes(cfg.data.dataroot, cfg.data.version)
+    val_cache = build_cache(cfg, cfg.data.val_split, quiet=quiet)
+    results = evaluate_conditions(torch_runner(pruned), val_cache, cfg, nusc, cfg.data.val_split, out / "eval",
+                                  conditions=pcfg.conditions, quiet=quiet)
+    save_detector(pruned, cfg, out / "model.pt", structured=True)
+    paths = export_all(pruned, cfg, out)
+    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    latency = {}
+    for mode, path in paths.items():
+        session = backend.load(path, mode)
+        latency[mode] = time_calls(lambda: session.run(inputs), pcfg.latency_iterations)
+    return {"name": spec.name, "method": spec.method, "sparsity": spec.sparsity, "granularity": spec.granularity,
+            "seed": spec.seed, "dense": dense_meta.get("name", "dense"),
+            "sparsity_realised": sparsity_report(pruned, dense_model), "complexity": count_flops(pruned, cfg),
+            "metrics": {k: _brief(v) for k, v in results.items()},
+            "latency_ms": {"ort-cpu-2t": {m: v for m, v in latency.items()}},
+            "scoring": scoring, "finetune": finetune, "prune_config": to_dict(pcfg),
+            "files": {p.name: sha256(p) for p in [out / "model.pt", *paths.values()]}}
+
+
+def load_prune_config(path: str | Path | None) -> PruneConfig:
+    return load_yaml(PruneConfig, path) if path else PruneConfig()

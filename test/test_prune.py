@@ -1,0 +1,163 @@
+"""Pruning framework: exact sparsities, the 2:4 pattern, structural pruning equivalent to zeroed channels, and a
+tiny end-to-end sweep (two methods, one level, a few steps)."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch_pruning as tp
+
+from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.model.detector import FusionDetector
+from fusion_prune_ros.model.flops import example_inputs
+from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
+from fusion_prune_ros.prune.scorers import get_scorer
+from fusion_prune_ros.prune.scorers.base import Scores, weights_of
+from fusion_prune_ros.prune.sweep import SweepConfig, collect, rows, run_sweep, write_profile, write_table
+from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
+from fusion_prune_ros.prune.variant import PruneConfig
+from fusion_prune_ros.runtime.profile import load_profile
+
+SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = load_yaml(DetectorConfig, SMALL)
+    m = FusionDetector(cfg).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 1.5)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
+    return m, cfg
+
+
+def _inputs(cfg):
+    ex = [torch.rand(t.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1 for t in example_inputs(cfg)["fused"]]
+    ex[3] = torch.ones_like(ex[3])
+    return tuple(ex)
+
+
+def test_units_are_tagged_and_first_and_last_convs_stay_dense(model):
+    m, _ = model
+    units = prunable_units(m)
+    assert {u.modality for u in units} == {"camera", "lidar", "fusion", "head"}
+    assert not {u.name for u in units} & set(DENSE)
+
+
+def test_unstructured_masks_hit_the_sparsity_exactly(model):
+    m, _ = model
+    scores = Scores({k: w.abs() for k, w in weights_of(m).items()})
+    for sparsity in (0.3, 0.8):
+        masks = unstructured_masks(m, scores, sparsity)
+        pruned = sum(int((~mk).sum()) for mk in masks.values())
+        assert pruned == round(sparsity * prunable_params(m))
+
+
+def test_nm24_masks_follow_the_pattern_and_keep_the_best(model):
+    m, _ = model
+    scores = Scores({k: w.abs() for k, w in weights_of(m).items()})
+    masks = nm24_masks(m, scores)
+    for u in prunable_units(m):
+        masked = u.weight.detach() * masks[u.name]
+        assert is_nm24(masked, isinstance(u.module, torch.nn.ConvTranspose2d)), u.name
+    conv = dict(m.named_modules())["fuser.conv.0"]
+    group = conv.weight.detach().permute(0, 2, 3, 1)[0, 0, 0, :4].abs()
+    kept = masks["fuser.conv.0"].permute(0, 2, 3, 1)[0, 0, 0, :4]
+    assert set(torch.nonzero(kept).flatten().tolist()) == set(group.topk(2).indices.tolist())
+
+
+@pytest.mark.parametrize("unit", ["camera.neck.smooth.0", "camera.reduce.0", "camera.backbone.stage2.conv2.0",
+                                  "lidar.out.0", "fuser.conv.0", "bev.level0.0", "bev.level2.0.0", "head.shared.0"])
+def test_structural_pruning_equals_zeroed_channels(model, unit):
+    """Removing channels of a dependency group must compute exactly what the dense network computes with those
+    channels' outputs forced to zero in every member of the group (through grid_sample, residual adds, the
+    transposed convs...). A group mis-traced by the pruning library fails here."""
+    m, cfg = model
+    ex = _inputs(cfg)
+    idxs = [0, 3]
+    graph = tp.DependencyGraph().build_dependency(m, example_inputs=ex)
+    group = graph.get_pruning_group(dict(m.named_modules())[unit], tp.prune_conv_out_channels, idxs=idxs)
+    zeroed = copy.deepcopy(m)
+    names = {mod: n for n, mod in m.named_modules()}
+    zmods = dict(zeroed.named_modules())
+    with torch.no_grad():
+        for dep, ids in group:
+            if dep.pruning_fn == tp.prune_batchnorm_out_channels:
+                bn = zmods[names[dep.layer]]
+                bn.weight[ids] = 0
+                bn.bias[ids] = 0
+        reference = zeroed(*ex)
+    pruned = copy.deepcopy(m)
+    pgraph = tp.DependencyGraph().build_dependency(pruned, example_inputs=ex)
+    pgraph.get_pruning_group(dict(pruned.named_modules())[unit], tp.prune_conv_out_channels, idxs=idxs).prune()
+    with torch.no_grad():
+        out = pruned(*ex)
+    for a, b in zip(reference, out):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in m.parameters())
+
+
+def test_channel_pruning_reaches_the_parameter_target(model):
+    m, cfg = model
+    scores = Scores({k: w.abs() for k, w in weights_of(m).items()})
+    for sparsity in (0.3, 0.7):
+        pruned, info = channel_prune(m, scores, sparsity, _inputs(cfg))
+        assert abs(info["realised_sparsity"] - sparsity) <= 0.02
+        with torch.no_grad():
+            heat, reg = pruned(*_inputs(cfg))
+        assert heat.shape[1] == 10 and reg.shape[1] == 10  # the head's outputs are untouched
+    pruned8, _ = channel_prune(m, scores, 0.5, _inputs(cfg), round_to=4)
+    for u in prunable_units(pruned8):
+        if u.name != "head.shared.0":
+            assert u.module.out_channels % 4 == 0, u.name
+
+
+def test_unknown_method_is_a_clear_error():
+    from fusion_prune_ros.errors import UserError
+    with pytest.raises(UserError, match="unknown pruning method 'nope'"):
+        get_scorer("nope")
+
+
+def test_tiny_sweep_end_to_end(shipped, tmp_path):
+    cfg = SweepConfig(prune=PruneConfig(calibration_frames=4, calibration_batch=2, finetune_steps=3, finetune_batch=2,
+                                        latency_iterations=2, conditions=("fused", "camera_lost")),
+                      channel_methods=["magnitude", "taylor"], channel_levels=[0.5])
+    dense = shipped / "models" / "model.pt"
+    manifests = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
+    assert {m["method"] for m in manifests} == {"magnitude", "taylor"}
+    for m in manifests:
+        assert abs(m["sparsity_realised"]["overall"] - 0.5) <= 0.03
+        assert m["complexity"]["params_m"] < 0.043 and set(m["metrics"]) == {"fused", "camera_lost"}
+        assert (tmp_path / "variants" / m["name"] / "fused.onnx").is_file()
+    # Resumable: a second run reads the manifests back instead of redoing the work.
+    again = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
+    assert [m["scoring"]["seconds"] for m in again] == [m["scoring"]["seconds"] for m in manifests]
+    table = rows(collect(tmp_path / "variants"), json.loads((shipped / "models" / "metadata.json").read_text()))
+    write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny")
+    assert "magnitude-channel-50-s0" in (tmp_path / "r.md").read_text()
+    profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
+                            tmp_path / "profiles" / "default.yaml")
+    loaded = load_profile(tmp_path / "profiles" / "default.yaml")
+    assert loaded.modalities() == {"fused", "lidar", "camera"} and len(profile.variants) >= 3
+
+
+def test_single_modality_graphs_of_a_channel_pruned_model(model):
+    """The LiDAR-only graph slices the fuser at the pruned LiDAR width, and still equals the fused network with the
+    camera missing."""
+    from fusion_prune_ros.model.detector import SingleModality
+
+    m, cfg = model
+    scores = Scores({k: w.abs() for k, w in weights_of(m).items()})
+    pruned, _ = channel_prune(m, scores, 0.6, _inputs(cfg))
+    lidar, images, grid, _ = _inputs(cfg)
+    with torch.no_grad():
+        fused = pruned(lidar, images, grid, torch.tensor([[1.0, 0.0]]))
+        single = SingleModality(pruned, "lidar")(lidar)
+    for a, b in zip(fused, single):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

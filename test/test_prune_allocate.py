@@ -1,0 +1,280 @@
+"""Allocators (global threshold, uniform, knapsack DP, Lagrangian) and the layer-adaptive scorers DM3D-style and
+MMPrune4U-style, on toy problems with known answers and on the tiny `small` detector with synthetic batches."""
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.model.detector import FusionDetector
+from fusion_prune_ros.model.flops import example_inputs
+from fusion_prune_ros.model.targets import build_targets
+from fusion_prune_ros.prune.allocate import dp_allocate, global_threshold, lagrangian_allocate, total, uniform
+from fusion_prune_ros.prune.calibration import PruneContext
+from fusion_prune_ros.prune.granularity import unstructured_masks
+from fusion_prune_ros.prune.scorers import get_scorer
+from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, forward_curve, hessian_curve, objective_gradients,
+                                                 prune_count, unit_macs)
+from fusion_prune_ros.prune.scorers.mmprune4u import GRID, MMPrune4UScorer
+from fusion_prune_ros.prune.units import Unit, prunable_params, prunable_units
+
+SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
+# Zeroing this BatchNorm's scale and shift makes the whole coarse BEV path (levels 1-2 and both upsamplers) dead:
+# their weights cannot influence any output.
+DEAD_BN = "bev.up1.1"
+DEAD_UNITS = ("bev.level1.0.0", "bev.level1.1.0", "bev.level2.0.0", "bev.level2.1.0", "bev.up2.0", "bev.up1.0")
+
+
+# ---- allocators ---------------------------------------------------------------------------------------------------
+
+
+def _brute_force(curves, ratios, costs, budget):
+    names = list(curves)
+    best = np.inf
+    for ks in itertools.product(range(len(ratios)), repeat=len(names)):
+        if sum(costs[n][k] for n, k in zip(names, ks)) <= budget:
+            best = min(best, sum(curves[n][k] for n, k in zip(names, ks)))
+    return best
+
+
+def _random_problem(rng, n_units, n_ratios, integer_costs):
+    ratios = np.linspace(0.0, 0.9, n_ratios)
+    curves = {f"u{i}": np.sort(rng.uniform(0, 10, n_ratios)) * rng.uniform(0.1, 3) for i in range(n_units)}
+    for c in curves.values():
+        c[0] = 0.0
+    sizes = rng.integers(5, 40, n_units) if integer_costs else rng.uniform(5, 40, n_units)
+    costs = {f"u{i}": sizes[i] * (1 - ratios) for i in range(n_units)}
+    if integer_costs:
+        costs = {n: np.rint(c * 10) for n, c in costs.items()}
+    return curves, ratios, costs
+
+
+def test_global_threshold_prunes_the_lowest_scores_exactly_even_under_ties():
+    scores = {"a": torch.tensor([0.1, 0.5, 0.5, 0.9]), "b": torch.tensor([[0.5, 0.2], [0.3, 0.5]])}
+    keep = global_threshold(scores, 0.5)  # 4 of 8 go: 0.1, 0.2, 0.3 and one of the four tied 0.5s
+    assert sum((1 - keep[n]) * scores[n].numel() for n in scores) == pytest.approx(4)
+    assert keep["a"] >= 0.5 and keep["b"] <= 0.5
+    assert global_threshold(scores, 0.0) == {"a": 1.0, "b": 1.0}
+    assert uniform(["a", "b"], 0.3) == {"a": pytest.approx(0.7), "b": pytest.approx(0.7)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_brute_force_on_integer_costs(seed):
+    """With integer costs and one bin per cost unit the DP is exact: the brute-force optimum over 5^4 choices."""
+    rng = np.random.default_rng(seed)
+    curves, ratios, costs = _random_problem(rng, 4, 5, integer_costs=True)
+    budget = float(np.rint(0.5 * sum(c[0] for c in costs.values())))
+    choice = dp_allocate(curves, ratios, costs, budget, bins=int(budget))
+    assert total(choice, ratios, costs) <= budget
+    assert total(choice, ratios, curves) == pytest.approx(_brute_force(curves, ratios, costs, budget))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dp_on_real_costs_is_feasible_and_within_the_quantisation_bound(seed):
+    rng = np.random.default_rng(100 + seed)
+    curves, ratios, costs = _random_problem(rng, 4, 5, integer_costs=False)
+    budget, bins = 0.45 * sum(c[0] for c in costs.values()), 50
+    choice = dp_allocate(curves, ratios, costs, budget, bins=bins)
+    assert total(choice, ratios, costs) <= budget
+    # at least as good as the exact optimum for the budget less one bin per unit
+    bound = _brute_force(curves, ratios, costs, budget - len(curves) * budget / bins)
+    assert total(choice, ratios, curves) <= bound + 1e-9
+    assert total(choice, ratios, curves) >= _brute_force(curves, ratios, costs, budget) - 1e-9
+
+
+def test_dp_prunes_a_free_unit_fully_and_rejects_an_impossible_budget():
+    ratios = np.array([0.0, 0.5, 0.9])
+    curves = {"free": np.zeros(3), "busy": np.array([0.0, 1.0, 5.0])}
+    costs = {"free": np.array([1e-3, 5e-4, 1e-4]), "busy": np.array([10.0, 5.0, 1.0])}  # free: far below a bin
+    choice = dp_allocate(curves, ratios, costs, 10.01, bins=10)
+    assert choice == {"free": 0.9, "busy": 0.0}
+    with pytest.raises(ValueError, match="no allocation fits"):
+        dp_allocate(curves, ratios, costs, 0.5, bins=10)
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+def test_lagrangian_matches_the_dp_on_convex_curves(fraction):
+    """Convex distortion in the pruned fraction, linear cost: the Lagrangian's hull solution is the DP optimum up
+    to the budget the hull leaves unused (one grid step of one unit)."""
+    rng = np.random.default_rng(7)
+    ratios = np.linspace(0.0, 0.95, 40)
+    sizes = rng.uniform(100, 1000, 8)
+    curves = {f"u{i}": rng.uniform(0.5, 5) * ratios ** rng.uniform(1.5, 3) for i in range(8)}
+    costs = {f"u{i}": sizes[i] * (1 - ratios) for i in range(8)}
+    budget = fraction * sizes.sum()
+    dp = dp_allocate(curves, ratios, costs, budget, bins=4000)
+    lag = lagrangian_allocate(curves, ratios, costs, budget)
+    assert total(lag, ratios, costs) <= budget
+    d_dp, d_lag = total(dp, ratios, curves), total(lag, ratios, curves)
+    assert d_lag >= d_dp - 1e-9  # the DP is optimal
+    assert d_lag <= d_dp * 1.03
+    assert max(abs(dp[n] - lag[n]) for n in dp) <= 3 * (ratios[1] - ratios[0]) + 1e-9
+
+
+# ---- DM3D-style: the Hessian curve ----------------------------------------------------------------------------------
+
+
+def test_hessian_curve_equals_the_quadratic_form_computed_directly():
+    """The incremental curve (cumulative sums) is 0.5 dW^T (g g^T + kappa I) dW with dW = -w on the lowest |w g|
+    weights, the rank-one term taken as a running maximum over phi (it can fall when signs cancel)."""
+    gen = torch.Generator().manual_seed(0)
+    w, g = torch.randn(6, 4, 3, 3, generator=gen), torch.randn(6, 4, 3, 3, generator=gen)
+    ratios, kappa = np.linspace(0, 0.99, 17), 0.3
+    order = torch.argsort((w * g).abs().flatten())
+    flat_w, flat_g = w.flatten().double(), g.flatten().double()
+    hessian = torch.outer(flat_g, flat_g) + kappa * torch.eye(w.numel(), dtype=torch.float64)
+    direct, running = [], 0.0
+    for phi in ratios:
+        dw = torch.zeros(w.numel(), dtype=torch.float64)
+        idx = order[:prune_count(w.numel(), phi)]
+        dw[idx] = -flat_w[idx]
+        running = max(running, float(flat_g @ dw) ** 2)
+        direct.append(0.5 * (running + kappa * float(dw @ dw)))
+        assert 0.5 * float(dw @ hessian @ dw) <= direct[-1] + 1e-9  # equal until the running maximum kicks in
+    curve = hessian_curve(w, g, kappa, ratios)
+    np.testing.assert_allclose(curve, direct, rtol=1e-9, atol=1e-12)
+    assert np.all(np.diff(curve) >= 0)
+
+
+def test_unit_macs_agree_with_torch_flop_counter():
+    """Conv: output pixels x weight numel; transposed conv: input pixels x weight numel (torch counts 2 per MAC)."""
+    conv, up = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.ConvTranspose2d(8, 4, 2, 2, bias=False)
+    model = nn.Sequential(conv, up)
+    x = torch.randn(2, 3, 16, 16)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    macs = unit_macs(model, (x,), units=[Unit("conv", conv, "fusion"), Unit("up", up, "fusion")])
+    assert 2 * sum(macs.values()) == counter.get_total_flops()
+    assert macs["conv"] == 2 * 8 * 8 * 8 * 3 * 9
+
+
+# ---- the small detector ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_yaml(DetectorConfig, SMALL)
+
+
+def _batches(cfg, n_batches=2, batch_size=2, seed=0):
+    """Collate-compatible synthetic batches: random inputs of the right shapes, targets from random boxes."""
+    gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+    out = []
+    for i in range(n_batches):
+        lidar, images, grid, _ = example_inputs(cfg, batch=batch_size)["fused"]
+        targets = []
+        for _ in range(batch_size):
+            boxes = np.c_[rng.uniform(-40, 40, (3, 2)), rng.uniform(-1, 1, (3, 1)), rng.uniform(1, 4, (3, 3)),
+                          rng.uniform(-3, 3, (3, 1)), rng.normal(0, 1, (3, 2))].astype(np.float32)
+            targets.append(build_targets(boxes, rng.integers(0, 10, 3), cfg.grid))
+        heat, reg, reg_mask, vel_mask = (torch.from_numpy(np.stack(t)) for t in zip(*targets))
+        out.append({"lidar_bev": torch.rand(lidar.shape, generator=gen),
+                    "images": torch.randn(images.shape, generator=gen),
+                    "cam_grid": torch.rand(grid.shape, generator=gen) * 2 - 1,
+                    "presence": torch.ones(batch_size, 2), "heatmap": heat, "regression": reg,
+                    "reg_mask": reg_mask, "vel_mask": vel_mask,
+                    "index": torch.arange(batch_size) + i * batch_size})
+    return out
+
+
+def _model(cfg, dead=False):
+    torch.manual_seed(0)
+    model = FusionDetector(cfg).eval()
+    if dead:
+        bn = dict(model.named_modules())[DEAD_BN]
+        with torch.no_grad():
+            bn.weight.zero_()
+            bn.bias.zero_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def ctx(cfg):
+    return PruneContext(_model(cfg), cfg, _batches(cfg), train_set=None)
+
+
+@pytest.fixture(scope="module")
+def dead_ctx(cfg):
+    return PruneContext(_model(cfg, dead=True), cfg, _batches(cfg), train_set=None)
+
+
+def _spearman(a, b):
+    def ranks(x):
+        values, inverse = np.unique(x, return_inverse=True)
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        return np.array([r[inverse == i].mean() for i in range(len(values))])[inverse]
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+@pytest.mark.parametrize("unit", ["lidar.out.0", "camera.neck.smooth.0", "bev.out.0"])
+def test_hessian_curve_is_monotone_and_rank_correlates_with_the_forward_curve(ctx, unit):
+    model = ctx.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = objective_gradients(model, ctx.calibration)
+    kappa = float(torch.cat([g.flatten() for g in grads.values()]).pow(2).mean())
+    ratios = np.arange(20) / 20
+    u = next(u for u in prunable_units(model) if u.name == unit)
+    hessian = hessian_curve(u.weight, grads[unit], kappa, ratios)
+    measured = forward_curve(model, ctx, unit, ratios, scores=(u.weight.detach() * grads[unit]).abs())
+    assert np.all(np.diff(hessian) >= 0)
+    assert measured[0] == 0.0 and measured[-1] > 0
+    assert _spearman(hessian, measured) > 0.8
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # weights restored
+
+
+def test_dm3d_on_the_small_detector(ctx):
+    units = prunable_units(ctx.model)
+    scores = get_scorer("dm3d")(ctx, 0.5, "unstructured")
+    assert set(scores.keep) == set(scores.weights) == {u.name for u in units}
+    assert all(scores.weights[u.name].shape == u.weight.shape for u in units)
+    assert abs(scores.info["realised_sparsity"] - 0.5) <= 0.005
+    assert 0 < scores.info["flops_kept"] < 1 and scores.info["kappa"] > 0
+    assert set(scores.info["sparsity_by_modality"]) == {"camera", "lidar", "fusion", "head"}
+    masks = unstructured_masks(ctx.model, scores, 0.5)
+    removed = sum(int((~m).sum()) for m in masks.values()) / prunable_params(ctx.model)
+    assert abs(removed - 0.5) <= 0.006
+    lagrangian = DM3DScorer(steps=50, allocator="lagrangian")(ctx, 0.7, "unstructured")
+    assert abs(lagrangian.info["realised_sparsity"] - 0.7) <= 0.005
+
+
+def test_dm3d_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):
+    """Without the damping term a dead unit's curve is zero: pruning it is free, so it goes to the top ratio.
+    (With kappa > 0 the damping term still charges |w|^2, and under a FLOPs budget a cheap dead unit may stay.)"""
+    scores = DM3DScorer(kappa_scale=0.0)(dead_ctx, 0.5, "unstructured")
+    phi = scores.info["phi"]
+    assert all(phi[n] == max(phi.values()) == 0.99 for n in DEAD_UNITS)
+
+
+def test_mmprune4u_on_the_small_detector(ctx):
+    units = prunable_units(ctx.model)
+    before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    scores = MMPrune4UScorer(regularise=True)(ctx, 0.5, "unstructured")
+    assert all(torch.equal(v, ctx.model.state_dict()[k]) for k, v in before.items())
+    assert set(scores.keep) == {u.name for u in units}
+    assert all(np.isclose(1 - scores.keep[u.name], GRID).any() for u in units)
+    kept = sum(scores.keep[u.name] * u.numel for u in units)
+    assert 0.48 * prunable_params(ctx.model) <= kept <= 0.5 * prunable_params(ctx.model)
+    modality_keep = scores.info["keep_by_modality"]
+    assert modality_keep["camera"] != modality_keep["lidar"]
+    assert min(scores.info["ffi_dense"].values()) > 0
+    # the optional information regulariser: 2 gamma on the dense model, differentiable w.r.t. the weights
+    ctx.model.zero_grad(set_to_none=True)
+    term = scores.regulariser(ctx.model, ctx.calibration[0], None)
+    assert term.item() == pytest.approx(2.0, rel=0.3)
+    term.backward()
+    grad = dict(ctx.model.named_modules())["fuser.conv.0"].weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    ctx.model.zero_grad(set_to_none=True)
+
+
+def test_mmprune4u_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):
+    scores = get_scorer("mmprune4u", curve_batches=1)(dead_ctx, 0.5, "unstructured")
+    phi = scores.info["phi"]
+    assert scores.info["curve_batches"] == 1 and scores.regulariser is None  # off by default
+    assert all(phi[n] == max(phi.values()) == GRID[-1] for n in DEAD_UNITS)

@@ -1,0 +1,222 @@
+"""The multimodal pruning methods on toy fusion models whose right answer is known, and end to end on the tiny
+`small` detector with synthetic batches.
+
+The toy: each branch has a `shared` unit that passes on a feature both sensors observe and an `own` unit passing
+on a feature only this sensor observes; a 1x1 fuser predicts three heatmap classes (shared, LiDAR-only,
+camera-only feature). Its interface is the detector's: presence flags zero a branch at the fuser input, and the
+unit names carry the modality prefixes `prunable_units` tags.
+"""
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.data.dataset import collate
+from fusion_prune_ros.model.detector import build_detector
+from fusion_prune_ros.model.flops import example_inputs
+from fusion_prune_ros.model.targets import build_targets
+from fusion_prune_ros.prune.calibration import PruneContext, outputs
+from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
+from fusion_prune_ros.prune.scorers import get_scorer
+from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer
+from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
+from fusion_prune_ros.prune.scorers.crossprune import (CrossPruneScorer, FeatureDistortion, project,
+                                                       project_unstructured, relative_residual)
+from fusion_prune_ros.prune.units import prunable_units
+
+SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
+CELLS = 8
+
+# fuser rows: [lidar.shared, lidar.own, camera.shared, camera.own] -> class (shared, LiDAR-only, camera-only)
+BOTH_COPIES_USED = ([6.0, 0.0, 6.0, 0.0], [0.0, 8.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0]), (-8.0, -4.0, -4.0)
+CAMERA_COPY_USED = ([0.0, 0.0, 8.0, 0.0], [0.0, 8.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0]), (-4.0, -4.0, -4.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These convolutions are tiny: one thread runs them fastest and does not fight a busy machine for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Branch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Conv2d(1, 1, 1, bias=False)
+        self.own = nn.Conv2d(1, 1, 1, bias=False)
+        for conv in (self.shared, self.own):
+            nn.init.ones_(conv.weight)
+
+    def forward(self, x):
+        return torch.cat([self.shared(x[:, :1]), self.own(x[:, 1:])], 1)
+
+
+class Fuser(nn.Module):
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor(weight).view(3, 4, 1, 1))
+            self.conv.bias.copy_(torch.tensor(bias))
+
+    def forward(self, lidar, camera):
+        return self.conv(torch.cat([lidar, camera], 1))
+
+
+class ToyFusion(nn.Module):
+    def __init__(self, fuser):
+        super().__init__()
+        self.lidar, self.camera, self.fuser = Branch(), Branch(), Fuser(*fuser)
+
+    def forward(self, lidar_bev, images, cam_grid, presence):
+        lidar = self.lidar(lidar_bev) * presence[:, 0].view(-1, 1, 1, 1)
+        camera = self.camera(images) * presence[:, 1].view(-1, 1, 1, 1)
+        heat = self.fuser(lidar, camera)
+        return heat, heat.new_zeros(heat.shape[0], 10, *heat.shape[2:])
+
+
+def toy_items(n: int, seed: int = 0) -> list:
+    """The shared feature is twice as frequent as the unique ones, so the dense model's Taylor scores favour the
+    shared units: only the cross-modal view can tell that they are redundant."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        shared, lidar_only, camera_only = ((rng.random((1, CELLS, CELLS)) < p).astype(np.float32)
+                                           for p in (0.2, 0.1, 0.1))
+        items.append({"index": i, "lidar_bev": np.concatenate([shared, lidar_only]),
+                      "images": np.concatenate([shared, camera_only])[None],
+                      "cam_grid": np.zeros(1, np.float32), "presence": np.ones(2, np.float32),
+                      "heatmap": np.concatenate([shared, lidar_only, camera_only]),
+                      "regression": np.zeros((10, CELLS, CELLS), np.float32),
+                      "reg_mask": np.zeros((CELLS, CELLS), np.float32),
+                      "vel_mask": np.zeros((CELLS, CELLS), np.float32)})
+    return items
+
+
+def toy_context(fuser) -> PruneContext:
+    items = toy_items(32)
+    return PruneContext(ToyFusion(fuser), None, [collate(items[k:k + 8]) for k in (0, 8)], items, seed=0)
+
+
+def mean_scores(scores) -> dict:
+    return {k: float(v.mean()) for k, v in scores.weights.items()}
+
+
+def test_altermoma_ranks_the_cross_modal_duplicate_below_the_unique_feature():
+    ctx = toy_context(BOTH_COPIES_USED)
+    taylor = mean_scores(TaylorScorer()(ctx, 0.5, "unstructured"))
+    alter = mean_scores(AlterMOMAScorer(reactivation_steps=20, reactivation_lr=0.05)(ctx, 0.5, "unstructured"))
+    for branch in ("lidar", "camera"):
+        assert taylor[f"{branch}.shared"] > taylor[f"{branch}.own"]  # single-modal view keeps the duplicate
+        assert alter[f"{branch}.shared"] < alter[f"{branch}.own"]
+
+
+def test_altermoma_reactivation_makes_an_unused_lidar_unit_important():
+    ctx = toy_context(CAMERA_COPY_USED)
+    scores = AlterMOMAScorer(reactivation_steps=20, reactivation_lr=0.05)(ctx, 0.5, "unstructured")
+    top = scores.info["reactivation"]["top_lidar_units_camera_masked"][0]
+    # unused with the camera on (and at theta0 with it masked: the fuser ignores it), important after reactivation
+    assert top["unit"] == "lidar.shared"
+    assert top["deci"] == 0.0 and top["masked_before"] == 0.0 and top["masked_after"] > 0.0
+    assert scores.info["reactivation"]["rank_changed"]["lidar"] == 1.0
+    assert float(scores.weights["lidar.shared"].sum()) < 0.0  # pure ReRI: the first LiDAR unit to go
+    assert ctx.model.fuser.conv.weight[0, 0].item() == 0.0  # scoring left the model alone
+
+
+def test_crossprune_admm_converges_to_the_projection():
+    ctx = toy_context(BOTH_COPIES_USED)
+    with torch.no_grad():  # cross-talk the sparsity set removes: half the fuser's weights
+        weight = ctx.model.fuser.conv.weight
+        weight += (weight == 0) * 0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
+    scores = CrossPruneScorer(admm_rounds=6, steps_per_round=10, lr=0.05)(ctx, 0.5, "unstructured")
+    residuals = scores.info["residual_per_round"]  # [0]: the dense weights against their projection
+    assert residuals[0] > 0.05 and residuals[-1] < 0.1 * residuals[0]
+    final = scores.state
+    assert relative_residual(final, project_unstructured(final, 0.5)) < 0.05
+    assert torch.equal(ctx.model.lidar.own.weight, torch.ones(1, 1, 1, 1))
+
+
+# ---- the small detector ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small():
+    """The small detector, synthetic training items with targets from random boxes, two calibration batches."""
+    cfg = load_yaml(DetectorConfig, SMALL)
+    lidar, images, grid, _ = example_inputs(cfg)["fused"]
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(8):
+        xy = rng.uniform(-40, 40, (3, 2))
+        boxes = np.column_stack([xy, np.zeros(3), np.full(3, 2.0), np.full(3, 4.5), np.full(3, 1.6),
+                                 rng.uniform(-np.pi, np.pi, 3), np.zeros((3, 2))])
+        heatmap, regression, reg_mask, vel_mask = build_targets(boxes, rng.integers(0, 10, 3), cfg.grid)
+        items.append({"index": i, "lidar_bev": rng.standard_normal(lidar.shape[1:]).astype(np.float32),
+                      "images": rng.standard_normal(images.shape).astype(np.float32),
+                      "cam_grid": rng.uniform(-1, 1, grid.shape[1:]).astype(np.float32),
+                      "presence": np.ones(2, np.float32), "heatmap": heatmap, "regression": regression,
+                      "reg_mask": reg_mask, "vel_mask": vel_mask})
+    model = build_detector(cfg).eval()
+    return PruneContext(model, cfg, [collate(items[:2]), collate(items[2:4])], items, seed=0)
+
+
+def test_feature_distortion_is_zero_for_the_dense_model_and_positive_after_a_perturbation(small):
+    batch = small.calibration[0]
+    reg = FeatureDistortion(small.model, gamma=2.0)
+    assert not any(p.requires_grad for p in reg.teacher.parameters())
+    assert float(reg(small.model, batch).detach()) == 0.0
+    student = copy.deepcopy(small.model)
+    lidar_unit = next(u for u in prunable_units(student) if u.modality == "lidar")
+    with torch.no_grad():
+        lidar_unit.weight.mul_(0.5)
+    recomputed = reg(student, batch)  # first call: runs its own forward, arms the capture of the next one
+    assert float(recomputed.detach()) > 0.0
+    captured = reg(student, batch, outputs(student, batch))  # the training loop's order: forward, then regulariser
+    assert torch.allclose(captured, recomputed)
+    captured.backward()
+    assert lidar_unit.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        outputs(student.eval(), batch)  # evaluation after fine-tuning removes the one-shot hooks
+    assert not student._forward_pre_hooks and not student.fuser._forward_hooks
+
+
+def test_projections_follow_each_granularity(small):
+    model = small.model
+    units = prunable_units(model)
+    v = {u.name: u.weight.detach() for u in units}
+    z = project(v, model, 0.5, "unstructured")
+    assert sum(int((x == 0).sum()) for x in z.values()) == round(0.5 * sum(x.numel() for x in v.values()))
+    for u in units:
+        assert is_nm24(project(v, model, 0.5, "nm24")[u.name], isinstance(u.module, nn.ConvTranspose2d))
+        x = project(v, model, 0.5, "channel")[u.name]
+        dim = 1 if isinstance(u.module, nn.ConvTranspose2d) else 0
+        kept = int((x.transpose(0, dim).flatten(1).abs().sum(1) > 0).sum())
+        assert kept == math.ceil(math.sqrt(0.5) * x.shape[dim])
+
+
+def test_both_scorers_run_end_to_end_on_the_small_detector(small):
+    before = copy.deepcopy(small.model.state_dict())
+    units = {u.name: u.weight.shape for u in prunable_units(small.model)}
+    alter = get_scorer("altermoma", reactivation_steps=2)(small, 0.5, "unstructured")
+    cross = get_scorer("crossprune", admm_rounds=2, steps_per_round=2)(small, 0.5, "unstructured")
+    for scores in (alter, cross):
+        assert {k: v.shape for k, v in scores.weights.items()} == units
+        assert all(torch.isfinite(v).all() for v in scores.weights.values())
+        json.dumps(scores.info)  # goes into the variant manifest
+        masks = unstructured_masks(small.model, scores, 0.5)
+        assert sum(int((~m).sum()) for m in masks.values()) == round(0.5 * sum(m.numel() for m in masks.values()))
+    pruned, info = channel_prune(small.model, alter, 0.5, example_inputs(small.cfg)["fused"])  # negative scores
+    assert abs(info["realised_sparsity"] - 0.5) < 0.05
+    assert {k: v.shape for k, v in cross.state.items()} == units
+    assert float(cross.regulariser(small.model, small.calibration[0]).detach()) == 0.0
+    assert cross.info["rho"][0] == pytest.approx(1e-4) and cross.info["rho"][-1] == pytest.approx(1e-1)
+    after = small.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
