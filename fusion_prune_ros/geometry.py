@@ -66,6 +66,15 @@ def make_transform(rotation: np.ndarray, translation) -> np.ndarray:
     return t
 
 
+def invert_rigid(t: np.ndarray) -> np.ndarray:
+    """Inverse of a 4x4 rigid transform (R^T, -R^T t): exact, and far cheaper than a general inverse in a
+    per-frame loop."""
+    out = np.eye(4)
+    out[:3, :3] = t[:3, :3].T
+    out[:3, 3] = -t[:3, :3].T @ t[:3, 3]
+    return out
+
+
 def transform_points(t: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4x4 transform to N x 3 points."""
     return points @ t[:3, :3].T + t[:3, 3]

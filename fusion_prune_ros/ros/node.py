@@ -100,6 +100,7 @@ class FusionPruneNode(LifecycleNode):
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._tick_queued = threading.Event()
         self._last_processed = 0.0
         self._subs, self._timers = [], []
         self._pubs: dict = {}
@@ -248,7 +249,7 @@ class FusionPruneNode(LifecycleNode):
         self._subs.append(self.create_subscription(TFMessage, topics.TF_STATIC_TOPIC,
                                                    lambda m: self._enqueue(("tf_static", m)), latched,
                                                    callback_group=g))
-        self._timers.append(self.create_timer(0.05, lambda: self._enqueue(("tick",)), callback_group=g))
+        self._timers.append(self.create_timer(0.05, self._enqueue_tick, callback_group=g))
         self._timers.append(self.create_timer(self._p("diagnostics_period_s"), self._publish_diagnostics,
                                               callback_group=g))
 
@@ -267,13 +268,20 @@ class FusionPruneNode(LifecycleNode):
                 pass
         self._queue.put((*item, self._now()))
 
+    def _enqueue_tick(self) -> None:
+        """At most one tick waits in the queue: ticks only check whether the LiDAR is gone, and a backlog of them
+        would only delay real messages."""
+        if not self._tick_queued.is_set():
+            self._tick_queued.set()
+            self._enqueue(("tick",))
+
     def _enqueue_cloud(self, msg) -> None:
         """Keep only the newest unprocessed sweep: one still waiting when the next arrives is dropped as busy."""
         if not self._active or self.core is None:
             return
         with self._lock:
             if self._pending_cloud is not None:
-                self.core.drops["busy"] += 1
+                self.core.drop_busy_cloud(self._pending_cloud[1])
             self._pending_cloud = (msg, self._now())
         self._queue.put(("cloud_ready", self._now()))
 
@@ -299,6 +307,7 @@ class FusionPruneNode(LifecycleNode):
                     elif kind == "tf_static":
                         core.on_static_tf(item[1])
                     elif kind == "tick":
+                        self._tick_queued.clear()
                         self._emit(core.on_tick(now))
                     elif kind == "cloud_ready" and self._pending_cloud is not None:
                         msg, arrived = self._pending_cloud

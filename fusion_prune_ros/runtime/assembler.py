@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.frame import FrameInputs
+from ..geometry import invert_rigid
 
 NEAR_SENSOR_M = 1.0  # the devkit's remove_close radius for multi-sweep clouds
 
@@ -158,7 +159,7 @@ class FrameAssembler:
             if pose_now is None:
                 notes.append("no_odometry")
             else:
-                lidar_from_map = np.linalg.inv(pose_now @ b_l)
+                lidar_from_map = invert_rigid(pose_now @ b_l)
                 for sweep_ns, sweep in reversed(self._sweeps):
                     pose = self.poses.at(sweep_ns, tol)
                     if pose is None:
@@ -202,9 +203,9 @@ class FrameAssembler:
             if fresh and k is not None and b_c is not None:
                 pose_img = self.poses.at(stamp_img, tol)
                 if pose_ref is not None and pose_img is not None:
-                    cam_from_lidar = np.linalg.inv(pose_img @ b_c) @ pose_ref @ b_l
+                    cam_from_lidar = invert_rigid(pose_img @ b_c) @ pose_ref @ b_l
                 else:
-                    cam_from_lidar = np.linalg.inv(b_c) @ b_l
+                    cam_from_lidar = invert_rigid(b_c) @ b_l
                 images.append(rgb)
                 intrinsics.append(k)
                 extrinsics.append(cam_from_lidar)

@@ -180,6 +180,12 @@ class DetectorCore:
             notes.append("nonfinite_points")
         return self._run(frame, msg.header.frame_id, stamp, notes, now_s, start)
 
+    def drop_busy_cloud(self, now_s: float) -> None:
+        """A sweep arrived while the previous frame was still running: counted as dropped, but it still shows the
+        LiDAR is alive (otherwise a slow machine would look like a dead LiDAR)."""
+        self.drops["busy"] += 1
+        self.health.seen(self.cfg.lidar, now_s)
+
     def on_tick(self, now_s: float) -> FrameOutput | None:
         """A timer at about the LiDAR rate. While the LiDAR drives frames it does nothing; when the LiDAR is lost,
         frames come from the newest images (a camera-only variant if the profile has one; otherwise the policy's
