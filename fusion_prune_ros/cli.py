@@ -261,6 +261,12 @@ def _demo(args) -> None:
           f"details: {Path(args.out) / 'demo.json'}")
 
 
+def _bench(args) -> None:
+    from .bench import run_bench
+
+    print(run_bench(args.profile, args.bag, Path(args.out), args.iterations, args.frames, dds=not args.no_dds))
+
+
 def _ros_setup(args) -> None:
     from .ros.interfaces.build import setup_interfaces
 
@@ -426,6 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("bench", help="measure latency per variant and backend, node overhead, switch cost, DDS",
+                       description="Timing tables (median, p95, ratio vs the dense model measured in the same run), "
+                                   "printed and written to docs/benchmarks.md.")
+    p.add_argument("--profile", default="config/profiles/default.yaml")
+    p.add_argument("--bag", help="a bag for whole-frame timings (fusion-prune to-bag)")
+    p.add_argument("--out", default="docs/benchmarks.md")
+    p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--no-dds", action="store_true", help="skip the DDS delivery measurement")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("ros-setup", help="build the ROS interface packages PyPI lacks (vision_msgs, tf2_msgs)",
                        description="Build vision_msgs and tf2_msgs from the package's .msg files into this Python "

@@ -1,0 +1,184 @@
+"""`fusion-prune bench`: measured timings, printed as tables and written to docs/benchmarks.md.
+
+- network: per variant of a profile and per backend available here, median / p95 of the graph alone, and the
+  ratio against the dense fused graph measured in the same run;
+- frame: the whole frame through the pipeline on real frames of a bag (preprocessing, network, decoding) and the
+  node's overhead (everything but the network) as a ratio of network time;
+- switch: the first frame after a variant switch against steady state (all variants are warm in the pool);
+- DDS: delivery of 1 MB best-effort PointCloud2 messages between two processes on loopback, with and without the
+  shipped Fast DDS profile.
+No timing is asserted anywhere in the tests; this is where timings live.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import DetectorConfig, load_yaml
+from .export.onnx_export import INPUT_NAMES
+from .model.flops import example_inputs
+from .runtime.backends import available_kinds, create_backend
+from .runtime.profile import load_profile
+from .runtime.timing import time_calls
+
+
+def network_table(profile_path: str, iterations: int, backends: list) -> list:
+    profile = load_profile(profile_path)
+    cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
+    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    rows = []
+    for kind, device in backends:
+        backend = create_backend(kind, device, threads=2)
+        for v in profile.variants:
+            session = backend.load(profile.path(v.onnx), v.modality, profile.path(v.checkpoint) if v.checkpoint else None)
+            stats = time_calls(lambda: session.run(inputs), iterations)
+            rows.append({"backend": backend.describe(), "variant": v.name, "modality": v.modality,
+                         "gflops": v.gflops, **stats})
+    for r in rows:
+        ref = next((x for x in rows if x["backend"] == r["backend"] and x["variant"].startswith("dense")
+                    and x["modality"] == "fused"), None)
+        r["speedup_vs_dense"] = round(ref["median_ms"] / r["median_ms"], 2) if ref else float("nan")
+    return rows
+
+
+def frame_table(profile_path: str, bag: str, frames: int) -> list:
+    """Whole frames of a bag through the node's core (no DDS): stage times per variant."""
+    from .bag.replay import replay
+    from .runtime.core import CoreConfig
+    from .runtime.policy import PolicyConfig
+
+    profile = load_profile(profile_path)
+    rows = []
+    for v in profile.variants:
+        core_cfg = CoreConfig(profile=profile_path, backend="onnxruntime", device="cpu",
+                              policy=PolicyConfig(latency_budget_ms=1e6, override=v.name))
+        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_{os.getpid()}_{v.name}"
+        core, record = replay(bag, core_cfg, out, no_drop=True, quiet=True)
+        stages = [f for f in record.frames if f["variant"] == v.name][:frames]
+        if not stages:
+            continue
+        total = np.array([f["latency_ms"] for f in stages])
+        network = np.array([f["network_ms"] for f in stages])
+        rows.append({"variant": v.name, "frames": len(stages), "frame_median_ms": round(float(np.median(total)), 1),
+                     "frame_p95_ms": round(float(np.percentile(total, 95)), 1),
+                     "network_median_ms": round(float(np.median(network)), 1),
+                     "overhead_ratio": round(float(np.median(total - network) / np.median(network)), 2)})
+    return rows
+
+
+def switch_cost(profile_path: str, iterations: int = 20) -> dict:
+    """Steady-state network time vs the first run right after switching from another variant."""
+    profile = load_profile(profile_path)
+    cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
+    from .runtime.pool import VariantPool
+
+    pool = VariantPool(profile, create_backend("onnxruntime", "cpu", threads=2), cfg)
+    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    names = profile.names()
+    first, steady = [], []
+    for i in range(iterations):
+        a, b = names[i % len(names)], names[(i + 1) % len(names)]
+        for _ in range(3):
+            pool[a].run(inputs)
+        t0 = time.perf_counter()
+        pool[b].run(inputs)
+        first.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        pool[b].run(inputs)
+        steady.append((time.perf_counter() - t0) * 1e3)
+    return {"first_after_switch_median_ms": round(float(np.median(first)), 2),
+            "steady_median_ms": round(float(np.median(steady)), 2), "pool_load_s": pool.report.seconds,
+            "rss_with_all_variants_mb": pool.report.rss_after_mb, "rss_before_mb": pool.report.rss_before_mb}
+
+
+DDS_PUB = """
+import sys, time, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import PointCloud2, PointField
+rclpy.init(); n = rclpy.create_node('bench_pub')
+p = n.create_publisher(PointCloud2, '/bench_cloud', qos_profile_sensor_data)
+size, count = int(sys.argv[1]), int(sys.argv[2])
+end = time.time() + 10
+while p.get_subscription_count() == 0 and time.time() < end: time.sleep(0.05)
+time.sleep(1.0)
+msg = PointCloud2(height=1, width=size // 16, point_step=16, row_step=size, is_dense=True,
+                  fields=[PointField(name=c, offset=4 * i, datatype=7, count=1) for i, c in enumerate('xyzi')])
+msg.data = bytes(size)
+for i in range(count):
+    msg.header.stamp = n.get_clock().now().to_msg(); msg.header.frame_id = str(i)
+    p.publish(msg); time.sleep(0.1)
+time.sleep(1.0); n.destroy_node(); rclpy.shutdown()
+"""
+
+DDS_SUB = """
+import json, sys, time, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import PointCloud2
+rclpy.init(); n = rclpy.create_node('bench_sub')
+lat = []
+def cb(m):
+    lat.append((n.get_clock().now().nanoseconds - (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)) / 1e6)
+n.create_subscription(PointCloud2, '/bench_cloud', cb, qos_profile_sensor_data)
+end = time.time() + float(sys.argv[1])
+while time.time() < end: rclpy.spin_once(n, timeout_sec=0.05)
+print(json.dumps(lat)); n.destroy_node(); rclpy.shutdown()
+"""
+
+
+def dds_delivery(size_bytes: int = 1_000_000, count: int = 50, domain: int = 77) -> list:
+    """Best-effort 1 MB clouds at 10 Hz between two processes: delivered count and latency, with and without the
+    shipped Fast DDS profile (loopback only)."""
+    from .ros.remote import FASTDDS_PROFILE, ros_env
+
+    rows = []
+    for label, profile in (("Fast DDS defaults", None), ("shipped profile (shared memory)", FASTDDS_PROFILE)):
+        env = ros_env(domain, Path("/tmp/fusion_prune_bench_roslog"))
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        if profile is not None:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        sub = subprocess.Popen([sys.executable, "-c", DDS_SUB, str(count * 0.1 + 15)], env=env,
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(2.0)
+        subprocess.run([sys.executable, "-c", DDS_PUB, str(size_bytes), str(count)], env=env, check=True,
+                       timeout=120)
+        lat = json.loads(sub.communicate(timeout=120)[0].strip().splitlines()[-1])
+        rows.append({"transport": label, "sent": count, "received": len(lat),
+                     "latency_p50_ms": round(float(np.median(lat)), 2) if lat else float("nan"),
+                     "latency_p95_ms": round(float(np.percentile(lat, 95)), 2) if lat else float("nan")})
+        domain += 1
+    return rows
+
+
+def markdown(title: str, rows: list) -> str:
+    if not rows:
+        return f"## {title}\n\n(no rows)\n"
+    cols = list(rows[0])
+    lines = [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(profile: str, bag: str | None, out: Path, iterations: int = 30, frames: int = 60,
+              dds: bool = True) -> str:
+    kinds = [k for k in available_kinds() if k[0] != "tensorrt"] + [("torch", "cpu")]
+    sections = [markdown("Network latency per variant and backend (batch 1)", network_table(profile, iterations,
+                                                                                               kinds))]
+    if bag:
+        sections.append(markdown("Whole frame through the node's pipeline (ONNX Runtime CPU, 2 threads)",
+                                 frame_table(profile, bag, frames)))
+    sections.append(markdown("Variant switch cost (all variants loaded and warm)", [switch_cost(profile)]))
+    if dds:
+        sections.append(markdown("DDS delivery of 1 MB best-effort PointCloud2 at 10 Hz, two processes, loopback",
+                                 dds_delivery()))
+    header = (f"# Benchmarks\n\nMeasured with `fusion-prune bench` on {os.cpu_count()} CPU cores, "
+              f"{time.strftime('%Y-%m-%d')}; medians and p95 over repeated runs after warm-up.\n\n")
+    text = header + "\n".join(sections)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
