@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Set up and run the main job on the embedded defaults: generate a small nuScenes-format set, score its ground
-# truth with the official metric (sanity check), and convert its validation scenes to ROS 2 bags.
+# Set up and run the main job on the embedded defaults: the demo (a generated scene as a ROS 2 bag, played through
+# the real node over DDS on loopback under a scenario, recorded and scored). Output: runs/demo (or $1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test
+scripts/setup.sh test,ros
 . .venv/bin/activate
-out="${1:-data/demo}"
+# Every ROS process here keeps DDS discovery on this machine (this workplace forbids multicast off it).
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+fusion-prune ros-setup --quiet
+out="${1:-runs/demo}"
 rm -rf "$out"
-fusion-prune synth --out "$out/nuscenes" --train-scenes 2 --val-scenes 2 --scene-seconds 10
-fusion-prune eval --dataroot "$out/nuscenes" --split mini_val --ground-truth --out "$out/eval_gt"
-fusion-prune to-bag --dataroot "$out/nuscenes" --split mini_val --out "$out/bags"
+fusion-prune demo --out "$out"
