@@ -31,9 +31,10 @@ class SweepConfig:
 
 
 def plan(cfg: SweepConfig) -> list:
-    specs = [PruneSpec(m, s, "channel") for m in cfg.channel_methods for s in cfg.channel_levels]
-    specs += [PruneSpec(m, s, "channel", seed) for seed in cfg.extra_seeds for m in cfg.channel_methods
-              for s in cfg.extra_seed_levels]
+    # Level by level, every method at a level before the next level: an interrupted sweep has comparable rows.
+    specs = [PruneSpec(m, s, "channel") for s in cfg.channel_levels for m in cfg.channel_methods]
+    specs += [PruneSpec(m, s, "channel", seed) for seed in cfg.extra_seeds for s in cfg.extra_seed_levels
+              for m in cfg.channel_methods]
     specs += [PruneSpec(m, s, "unstructured") for m in cfg.unstructured_methods for s in cfg.unstructured_levels]
     specs += [PruneSpec(m, 0.5, "nm24") for m in cfg.nm24_methods]
     return specs
