@@ -88,7 +88,7 @@ def _export(args) -> None:
 
 
 def _replay(args) -> None:
-    from .bag.replay import replay, score, timeline_plot, write_results
+    from .bag.replay import replay, score, summary_table, timeline_plot, write_results
     from .bag.scenario import load_scenario
     from .runtime.core import CoreConfig
     from .runtime.policy import PolicyConfig
@@ -105,20 +105,7 @@ def _replay(args) -> None:
         metrics = score(record, scenario, args.dataroot, args.version, args.split, out)
     results = write_results(core, record, metrics, out)
     timeline_plot(record, core, out / "timeline.png", f"{Path(args.bag).name}, scenario {scenario.name}")
-    print(format_replay(results))
-
-
-def format_replay(results: dict) -> str:
-    lines = [f"LiDAR sweeps {results['lidar_messages']}, frames out {results['frames_out']}, "
-             f"backend {results['backend']}",
-             "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(results["dropped"].items())) or "none"),
-             "switches:"] + [f"  {s['variant']}: {s['reason']}" for s in results["switches"]]
-    lines.append(f"{'variant':<24}{'frames':>8}{'p50 ms':>9}{'p95 ms':>9}")
-    for v, lat in results["latency_ms"].items():
-        lines.append(f"{v:<24}{lat['frames']:>8}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
-    for seg, m in results["metrics"].items():
-        lines.append(f"{seg:<14} samples {m['samples']:>4}  mAP {m['mAP']:.4f}  NDS {m['NDS']:.4f}")
-    return "\n".join(lines)
+    print(summary_table(results, f"replay of {args.bag}, scenario {scenario.name}"))
 
 
 def _eval_checkpoint(args) -> None:

@@ -202,14 +202,6 @@ def _bev_image(nusc, out: Path, detections: dict) -> None:
 
 
 def format_demo(results: dict) -> str:
-    lines = [f"demo ({results['mode']}), backend {results.get('backend', '')}",
-             f"LiDAR sweeps {results['lidar_messages']}, frames with detections {results['frames_out']}",
-             "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(results["dropped"].items())) or "none"),
-             "switches:"] + [f"  -> {s['variant']}: {s['reason']}" for s in results["switches"]]
-    lines.append(f"{'variant':<28}{'frames':>8}{'p50 ms':>9}{'p95 ms':>9}")
-    for v, lat in results["latency_ms"].items():
-        lines.append(f"{v:<28}{lat['frames']:>8}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
-    lines.append(f"{'segment':<14}{'samples':>8}{'mAP':>8}{'NDS':>8}")
-    for seg, m in results["metrics"].items():
-        lines.append(f"{seg:<14}{m['samples']:>8}{m['mAP']:>8.4f}{m['NDS']:>8.4f}")
-    return "\n".join(lines)
+    from .bag.replay import summary_table
+
+    return summary_table(results, f"demo ({results['mode']})")

@@ -239,3 +239,19 @@ def write_results(core: DetectorCore, record: ReplayRecord, metrics: dict | None
     results = {**summarise(core, record), "metrics": metrics or {}, "frames": record.frames}
     (out_dir / "replay.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def summary_table(results: dict, title: str) -> str:
+    """The run summary the replay and the demo print: frames, drops and reasons, switches and reasons, latency per
+    variant, official metrics per segment."""
+    lines = [title, f"LiDAR sweeps {results['lidar_messages']}, frames with detections {results['frames_out']}, "
+                    f"backend {results.get('backend', '')}",
+             "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(results["dropped"].items())) or "none"),
+             "switches:"] + [f"  -> {s['variant']}: {s['reason']}" for s in results["switches"]]
+    lines.append(f"{'variant':<28}{'frames':>8}{'p50 ms':>9}{'p95 ms':>9}")
+    for v, lat in results["latency_ms"].items():
+        lines.append(f"{v:<28}{lat['frames']:>8}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
+    lines.append(f"{'segment':<14}{'samples':>8}{'mAP':>8}{'NDS':>8}")
+    for seg, m in results.get("metrics", {}).items():
+        lines.append(f"{seg:<14}{m['samples']:>8}{m['mAP']:>8.4f}{m['NDS']:>8.4f}")
+    return "\n".join(lines)

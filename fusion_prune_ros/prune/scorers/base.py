@@ -40,21 +40,27 @@ class Scorer(ABC):
         """Importance of every prunable weight of ctx.model for a target sparsity at a granularity."""
 
 
-def weight_gradients(model: torch.nn.Module, batches: list, modality: str | None = None) -> dict:
-    """Mean over batches of dL/dW for every prunable unit (model in eval mode: BatchNorm statistics untouched)."""
+def mean_gradients(model: torch.nn.Module, batches: list, objective: Callable) -> dict:
+    """Mean over batches of d objective(model, batch) / dW for every prunable unit, in eval mode (BatchNorm
+    statistics untouched)."""
     units = prunable_units(model)
     grads = {u.name: torch.zeros_like(u.weight) for u in units}
     was_training = model.training
     model.eval()
     for batch in batches:
         model.zero_grad(set_to_none=True)
-        task_loss(model, masked(batch, modality)).backward()
+        objective(model, batch).backward()
         for u in units:
             if u.weight.grad is not None:
                 grads[u.name] += u.weight.grad.detach() / len(batches)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return grads
+
+
+def weight_gradients(model: torch.nn.Module, batches: list, modality: str | None = None) -> dict:
+    """Mean dL/dW of the task loss, optionally with one modality masked."""
+    return mean_gradients(model, batches, lambda m, b: task_loss(m, masked(b, modality)))
 
 
 def weights_of(model: torch.nn.Module) -> dict:

@@ -44,7 +44,7 @@ from ..allocate import ALLOCATORS
 from ..calibration import PruneContext, outputs
 from ..units import Unit, prunable_units
 from . import register
-from .base import Scorer, Scores, weights_of
+from .base import Scorer, Scores, mean_gradients, weights_of
 
 CURVE_SUMMARY_AT = (0.25, 0.5, 0.75, 0.9)
 
@@ -104,22 +104,13 @@ def forward_curve(model: nn.Module, ctx: PruneContext, unit_name: str, ratios, s
 
 def objective_gradients(model: nn.Module, batches: list, lambdas: tuple = (1.0, 1.0)) -> dict:
     """Mean over batches of ds/dW_u, s = lambdas[0] ||y_loc||^2 + lambdas[1] ||y_conf||^2 per frame (eval mode)."""
-    units = prunable_units(model)
-    grads = {u.name: torch.zeros_like(u.weight) for u in units}
-    was_training = model.training
-    model.eval()
-    for batch in batches:
-        model.zero_grad(set_to_none=True)
-        heat, reg = outputs(model, batch)
+    def objective(m, batch):
+        heat, reg = outputs(m, batch)
         loc = reg.flatten(1).pow(2).sum(1).mean()
         conf = torch.sigmoid(heat).flatten(1).pow(2).sum(1).mean()
-        (lambdas[0] * loc + lambdas[1] * conf).backward()
-        for u in units:
-            if u.weight.grad is not None:
-                grads[u.name] += u.weight.grad.detach() / len(batches)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return grads
+        return lambdas[0] * loc + lambdas[1] * conf
+
+    return mean_gradients(model, batches, objective)
 
 
 def hessian_curve(weight: torch.Tensor, grad: torch.Tensor, kappa: float, ratios) -> np.ndarray:
