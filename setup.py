@@ -28,9 +28,14 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
+        # launch_ros / ros2 run look for the node at lib/<package>/<executable>; pip puts console scripts in bin/.
+        (f"lib/{PACKAGE}", ["resource/fusion_prune_node"]),
         share("launch"),
         share("config"),
         share("config/profiles"),
+        share("config/detector"),
+        share("config/scenarios"),
+        share("config/prune"),
         share("models"),
     ],
     python_requires=">=3.10",

@@ -180,7 +180,8 @@ class FusionPruneNode(LifecycleNode):
             f"{report.rss_after_mb:.0f} MB")
         if self._p("build_only"):
             self.get_logger().info("build_only: every variant is built and cached; exiting")
-            threading.Thread(target=rclpy.shutdown, daemon=True).start()
+            # Shut down after the transition's response has gone out, not during it.
+            self._timers.append(self.create_timer(0.5, lambda: rclpy.try_shutdown(context=self.context)))
             return TransitionCallbackReturn.SUCCESS
         self._create_io(cfg)
         self._stop.clear()
@@ -189,10 +190,11 @@ class FusionPruneNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers: publish only after it
         self._active = True
         header = self._header(self.get_clock().now().nanoseconds, self.core.lidar_frame_id)
         self._pubs["labels"].publish(label_info_msg(header, self.types))
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False

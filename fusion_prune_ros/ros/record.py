@@ -70,5 +70,5 @@ def record(path: str | Path, topics: dict, duration_s: float, latched: tuple = (
     finally:
         counts = rec.close()
         node.destroy_node()
-        rclpy.shutdown()
+        rclpy.try_shutdown()
     return counts
