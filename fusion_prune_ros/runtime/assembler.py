@@ -171,10 +171,10 @@ class FrameAssembler:
                     lag = np.full(len(kept), (stamp_ns - sweep_ns) * 1e-9, np.float32)
                     clouds.append(np.c_[xyz.astype(np.float32), kept[:, 3], lag])
         self._sweeps.append((stamp_ns, points))
-        images, intrinsics, extrinsics, present = self._cameras_at(stamp_ns, pose_now)
+        images, intrinsics, extrinsics, present, camera_notes = self._cameras_at(stamp_ns, pose_now)
         frame = FrameInputs(np.concatenate(clouds).astype(np.float32), images, intrinsics, extrinsics, present, True,
                             stamp_ns // 1000, self.cameras)
-        return frame, sorted(set(notes))
+        return frame, sorted(set(notes + camera_notes))
 
     def camera_frame(self, now_ns: int) -> FrameInputs | None:
         """Without LiDAR: a frame of the newest images (stamped with the newest), in the LiDAR frame through the
@@ -184,23 +184,34 @@ class FrameAssembler:
             return None
         stamp = max(stamps)
         pose = self.poses.at(stamp, int(self.cfg.pose_tolerance_s * 1e9))
-        images, intrinsics, extrinsics, present = self._cameras_at(stamp, pose)
+        images, intrinsics, extrinsics, present, _ = self._cameras_at(stamp, pose)
         return FrameInputs(np.zeros((0, 5), np.float32), images, intrinsics, extrinsics, present, False,
                            stamp // 1000, self.cameras)
 
     def _cameras_at(self, stamp_ns: int, pose_ref: np.ndarray | None):
-        """Images, intrinsics, camera <- LiDAR transforms and presence of every camera for a frame at stamp_ns."""
+        """Images, intrinsics, camera <- LiDAR transforms and presence of every camera for a frame at stamp_ns,
+        and why each camera that has sent images is left out (for diagnostics: nothing is dropped silently)."""
         tol = int(self.cfg.pose_tolerance_s * 1e9)
         b_l = self.calib.base_from_lidar
-        images, intrinsics, extrinsics, present = [], [], [], []
+        images, intrinsics, extrinsics, present, notes = [], [], [], [], []
         shape = next((im.shape for _, im in self._images.values()), (1, 1, 3))
         for cam in self.cameras:
             stamp_img, rgb = self._images.get(cam, (None, None))
-            fresh = stamp_img is not None and abs(stamp_ns - stamp_img) <= self.cfg.camera_max_age_s * 1e9 \
-                and rgb.shape == shape
             k = self.calib.intrinsics.get(cam)
             b_c = self.calib.base_from_camera.get(cam)
-            if fresh and k is not None and b_c is not None:
+            problem = None
+            if stamp_img is not None:
+                if abs(stamp_ns - stamp_img) > self.cfg.camera_max_age_s * 1e9:
+                    problem = "image_too_old"
+                elif rgb.shape != shape:
+                    problem = "image_size_differs_from_other_cameras"
+                elif k is None:
+                    problem = "no_camera_info"
+                elif b_c is None:
+                    problem = "no_extrinsics"
+            if problem:
+                notes.append(f"{cam}:{problem}")
+            if stamp_img is not None and problem is None:
                 pose_img = self.poses.at(stamp_img, tol)
                 if pose_ref is not None and pose_img is not None:
                     cam_from_lidar = invert_rigid(pose_img @ b_c) @ pose_ref @ b_l
@@ -216,7 +227,7 @@ class FrameAssembler:
                 extrinsics.append(np.eye(4))
                 present.append(False)
         return (np.stack(images), np.stack(intrinsics).astype(np.float32), np.stack(extrinsics).astype(np.float32),
-                np.array(present))
+                np.array(present), notes)
 
 
 def _remove_close(points: np.ndarray) -> np.ndarray:
