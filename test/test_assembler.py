@@ -34,6 +34,7 @@ def _calibration(nusc, sample):
 
 
 def test_stream_assembly_equals_the_devkit_frame(tiny_nusc, tiny_root):
+    """Also when some sweeps only join the history (the node was busy when they arrived)."""
     import cv2
 
     scene = tiny_nusc.scene[0]
@@ -45,9 +46,12 @@ def test_stream_assembly_equals_the_devkit_frame(tiny_nusc, tiny_root):
         asm.add_pose(stamp, make_transform(pose["rotation"], pose["translation"]))
         if channel == LIDAR:
             pts = np.fromfile(tiny_root / sd["filename"], np.float32).reshape(-1, 5)[:, :4]
-            frame, notes = asm.add_cloud(stamp, pts)
             if sd["is_key_frame"]:
-                frames[sd["sample_token"]] = frame
+                frames[sd["sample_token"]] = asm.add_cloud(stamp, pts)[0]
+            elif (stamp // 50_000_000) % 2:  # a sweep the node was too busy to run still joins the history
+                asm.add_sweep(stamp, pts)
+            else:
+                asm.add_cloud(stamp, pts)
         else:
             rgb = cv2.cvtColor(cv2.imread(str(tiny_root / sd["filename"])), cv2.COLOR_BGR2RGB)
             asm.add_image(channel, stamp, rgb)
@@ -80,6 +84,20 @@ def test_lidar_drives_frames_and_missing_cameras_are_masked():
     assert notes == ["no_odometry"]  # earlier sweeps need poses
     frame, _ = asm.add_cloud(1_200_000_000, pts)  # the image is now 160 ms old: stale
     assert not frame.camera_present.any()
+
+
+def test_a_frame_takes_the_newest_image_stamped_before_the_sweep():
+    """Whether the camera's next image arrived before the sweep ran must not change the frame."""
+    asm = _assembler()
+    pts = np.ones((10, 4), np.float32) * 5
+    before, after = np.full((9, 16, 3), 1, np.uint8), np.full((9, 16, 3), 2, np.uint8)
+    asm.add_image("CAM_FRONT", 960_000_000, before)
+    asm.add_image("CAM_FRONT", 1_040_000_000, after)
+    frame, _ = asm.add_cloud(1_000_000_000, pts)
+    assert frame.camera_present[0] and (frame.images[0] == 1).all()
+    asm.add_image("CAM_BACK", 1_090_000_000, after)  # only an image after the next sweep: left out, with a note
+    frame, notes = asm.add_cloud(1_050_000_000, pts)
+    assert (frame.images[0] == 2).all() and not frame.camera_present[3] and "CAM_BACK:image_after_sweep" in notes
 
 
 @pytest.mark.parametrize("stamps, reason", [

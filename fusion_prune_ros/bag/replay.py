@@ -141,7 +141,7 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 core.on_image(image_topics[topic], msg, "CompressedImage" in conn.msgtype, now)
             elif topic == LIDAR_TOPIC:
                 if not no_drop and now < busy_until:
-                    core.drop_busy_cloud(now)
+                    core.drop_busy_cloud(msg, now)
                     continue
                 w0 = time.perf_counter()
                 emit(core.on_cloud(msg, now), now, t_rel)

@@ -21,8 +21,7 @@ import traceback
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -80,6 +79,8 @@ PARAMETERS = {
     "camera_stale_s": (0.1, "camera silent longer than this is stale", _range(0.01, 10.0), True),
     "recover_after_s": (1.0, "a lost sensor must be fresh this long before it is used again", _range(0.0, 60.0),
                         True),
+    "camera_sync_wait_s": (0.03, "hold each sweep this long before running it, so that images taken before it but "
+                           "delivered after it (DDS gives no order across topics) are fused", _range(0.0, 1.0), True),
     "diagnostics_period_s": (1.0, "diagnostics publishing period", _range(0.05, 60.0), False),
 }
 
@@ -94,10 +95,15 @@ class FusionPruneNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.core: DetectorCore | None = None
         self._active = False
-        self._group = ReentrantCallbackGroup()
         self._queue: queue.Queue = queue.Queue()
+        # The newest unprocessed sweep and those it replaced, with arrival times. Guarded by their own lock, so a
+        # subscription callback never waits for a frame that the worker is running under `_lock`.
         self._pending_cloud = None
-        self._lock = threading.Lock()
+        self._pending_due = 0.0  # time.monotonic() when the pending sweep may run (camera_sync_wait_s)
+        self._sync_wait_s = 0.0
+        self._busy_clouds: list = []
+        self._pending_lock = threading.Lock()
+        self._lock = threading.Lock()  # the core: worker, parameter and diagnostics callbacks
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._tick_queued = threading.Event()
@@ -142,6 +148,7 @@ class FusionPruneNode(LifecycleNode):
             "lidar_max_age_s": lambda v: self.core.health.set_max_age(self.core.cfg.lidar, float(v)),
             "camera_stale_s": lambda v: [self.core.health.set_max_age(c, float(v)) for c in self.core.cfg.cameras],
             "recover_after_s": lambda v: setattr(health, "recover_after_s", float(v)),
+            "camera_sync_wait_s": lambda v: setattr(self, "_sync_wait_s", float(v)),
         }
         if name in setters:
             setters[name](value)
@@ -183,6 +190,7 @@ class FusionPruneNode(LifecycleNode):
             # Shut down after the transition's response has gone out, not during it.
             self._timers.append(self.create_timer(0.5, lambda: rclpy.try_shutdown(context=self.context)))
             return TransitionCallbackReturn.SUCCESS
+        self._sync_wait_s = float(self._p("camera_sync_wait_s"))
         self._create_io(cfg)
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="fusion_prune_worker", daemon=True)
@@ -237,23 +245,20 @@ class FusionPruneNode(LifecycleNode):
             "diag": self.create_lifecycle_publisher(DiagnosticArray, topics.DIAGNOSTICS_TOPIC, reliable),
         }
         sensor = qos_profile_sensor_data
-        g = self._group
         self._subs.append(self.create_subscription(PointCloud2, self._p("lidar_topic"),
-                                                   lambda m: self._enqueue_cloud(m), sensor, callback_group=g))
+                                                   lambda m: self._enqueue_cloud(m), sensor))
         image_type = CompressedImage if self._p("compressed") else Image
         for cam, topic, info in zip(cfg.cameras, self._p("camera_topics"), self._p("camera_info_topics")):
             self._subs.append(self.create_subscription(
-                image_type, topic, lambda m, c=cam: self._enqueue(("image", c, m)), sensor, callback_group=g))
+                image_type, topic, lambda m, c=cam: self._enqueue(("image", c, m)), sensor))
             self._subs.append(self.create_subscription(
-                CameraInfo, info, lambda m, c=cam: self._enqueue(("info", c, m)), sensor, callback_group=g))
+                CameraInfo, info, lambda m, c=cam: self._enqueue(("info", c, m)), sensor))
         self._subs.append(self.create_subscription(TFMessage, topics.TF_TOPIC, lambda m: self._enqueue(("tf", m)),
-                                                   QoSProfile(depth=100), callback_group=g))
+                                                   QoSProfile(depth=100)))
         self._subs.append(self.create_subscription(TFMessage, topics.TF_STATIC_TOPIC,
-                                                   lambda m: self._enqueue(("tf_static", m)), latched,
-                                                   callback_group=g))
-        self._timers.append(self.create_timer(0.05, self._enqueue_tick, callback_group=g))
-        self._timers.append(self.create_timer(self._p("diagnostics_period_s"), self._publish_diagnostics,
-                                              callback_group=g))
+                                                   lambda m: self._enqueue(("tf_static", m)), latched))
+        self._timers.append(self.create_timer(0.05, self._enqueue_tick))
+        self._timers.append(self.create_timer(self._p("diagnostics_period_s"), self._publish_diagnostics))
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -281,16 +286,31 @@ class FusionPruneNode(LifecycleNode):
         """Keep only the newest unprocessed sweep: one still waiting when the next arrives is dropped as busy."""
         if not self._active or self.core is None:
             return
-        with self._lock:
+        with self._pending_lock:
             if self._pending_cloud is not None:
-                self.core.drop_busy_cloud(self._pending_cloud[1])
+                self._busy_clouds.append(self._pending_cloud)
             self._pending_cloud = (msg, self._now())
+            self._pending_due = time.monotonic() + self._sync_wait_s
         self._queue.put(("cloud_ready", self._now()))
+
+    def _take_pending_cloud(self):
+        """(msg, arrival) of the newest sweep once its sync wait is over, else None; counts the sweeps it replaced
+        as dropped (busy)."""
+        with self._pending_lock:
+            if self._pending_cloud is None or time.monotonic() < self._pending_due:
+                return None
+            pending, busy = self._pending_cloud, self._busy_clouds
+            self._pending_cloud, self._busy_clouds = None, []
+        for msg, arrived in busy:
+            self.core.drop_busy_cloud(msg, arrived)
+        return pending
 
     def _work(self) -> None:
         while not self._stop.is_set():
+            with self._pending_lock:
+                wait = max(0.0, self._pending_due - time.monotonic()) if self._pending_cloud is not None else 0.1
             try:
-                item = self._queue.get(timeout=0.1)
+                item = self._queue.get(timeout=wait) if wait > 0 else ("cloud_ready", self._now())
             except queue.Empty:
                 continue
             core = self.core
@@ -311,10 +331,11 @@ class FusionPruneNode(LifecycleNode):
                     elif kind == "tick":
                         self._tick_queued.clear()
                         self._emit(core.on_tick(now))
-                    elif kind == "cloud_ready" and self._pending_cloud is not None:
-                        msg, arrived = self._pending_cloud
-                        self._pending_cloud = None
-                        self._emit(core.on_cloud(msg, arrived, queued_ms=(self._now() - arrived) * 1e3))
+                    elif kind == "cloud_ready":
+                        pending = self._take_pending_cloud()
+                        if pending is not None:
+                            msg, arrived = pending
+                            self._emit(core.on_cloud(msg, arrived, queued_ms=(self._now() - arrived) * 1e3))
             except Exception as e:  # a bug must not kill the node: log it, count it, go on with the next message
                 core.drops[f"internal_error_{type(e).__name__}"] += 1
                 self.get_logger().error(f"processing {kind} failed: {type(e).__name__}: {e}\n"
@@ -336,7 +357,9 @@ class FusionPruneNode(LifecycleNode):
             return
         header = self._header(out.stamp_ns, out.frame_id)
         self._publish("det", detections_to_msg(out.detections, header, self.types))
-        self._publish("markers", detections_to_markers(out.detections, header, self.types, int(0.15e9), NODE_NAME))
+        if self._pubs["markers"].get_subscription_count() > 0:  # building markers costs more than the network
+            self._publish("markers", detections_to_markers(out.detections, header, self.types, int(0.15e9),
+                                                           NODE_NAME))
         if out.decision.switched:
             self.get_logger().info(f"switched to {out.variant}: {out.decision.reason}")
         self._publish("variant", String(data=out.variant))
@@ -357,7 +380,9 @@ class FusionPruneNode(LifecycleNode):
 def main(args=None) -> int:
     rclpy.init(args=args if args is not None else sys.argv)
     node = FusionPruneNode()
-    executor = MultiThreadedExecutor(num_threads=3)
+    # Callbacks only queue messages for the worker thread, so one executor thread suffices; rclpy's
+    # MultiThreadedExecutor spent most of the GIL on its own bookkeeping and starved the worker on 2 cores.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         while rclpy.ok():

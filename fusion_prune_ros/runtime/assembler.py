@@ -1,8 +1,11 @@
 """LiDAR-driven frame assembly from decoded sensor messages (ROS-free; the node and the bag replay share it).
 
 Not ApproximateTimeSynchronizer, which drops the whole set when one camera is late: every LiDAR sweep triggers a
-frame with the newest image of each camera no older than `camera_max_age_s` (a missing camera is masked, not
-waited for), so detections flow from the first LiDAR message even if a camera was never seen.
+frame with, per camera, the newest image stamped at or before the sweep and no older than `camera_max_age_s` (a
+missing camera is masked, not waited for), so detections flow from the first LiDAR message even if a camera was
+never seen. Images stamped after the sweep wait for the next one: the choice depends on stamps only, not on which
+messages happened to arrive first, so the node and an in-process replay of the same bag build the same frame
+(nuScenes stamps a sweep when its rotation completes, after the cameras it triggered).
 
 The frame is built exactly as the devkit builds a nuScenes sample (`LidarPointCloud.from_file_multisweep` and the
 calibration chain), so replaying a bag scores what offline evaluation scores: the previous `n_sweeps - 1` clouds
@@ -25,6 +28,7 @@ import numpy as np
 from ..data.frame import FrameInputs
 from ..geometry import invert_rigid
 
+IMAGES_KEPT = 4  # per camera: a 12 Hz camera's images of the last ~250 ms, enough to find the one before a sweep
 NEAR_SENSOR_M = 1.0  # the devkit's remove_close radius for multi-sweep clouds
 
 
@@ -108,7 +112,7 @@ class FrameAssembler:
         self.cfg = cfg
         self.poses = PoseBuffer()
         self._sweeps: deque = deque(maxlen=max(0, cfg.n_sweeps - 1))  # (stamp_ns, points N x 4)
-        self._images: dict = {}  # camera -> (stamp_ns, rgb)
+        self._images: dict = {}  # camera -> deque of the last IMAGES_KEPT (stamp_ns, rgb), oldest first
         self._last_cloud_ns: int | None = None
 
     def reset(self) -> None:
@@ -135,9 +139,10 @@ class FrameAssembler:
     def add_image(self, camera: str, stamp_ns: int, rgb: np.ndarray, now_ns: int | None = None) -> None:
         if camera not in self.cameras:
             raise Dropped("unknown_camera", f"image from unknown camera {camera}")
-        last = self._images.get(camera, (None, None))[0]
-        self._check_stamp(stamp_ns, last, now_ns, f"{camera} image")
-        self._images[camera] = (stamp_ns, rgb)
+        kept = self._images.setdefault(camera, deque(maxlen=IMAGES_KEPT))
+        if self._check_stamp(stamp_ns, kept[-1][0] if kept else None, now_ns, f"{camera} image"):
+            kept = self._images.setdefault(camera, deque(maxlen=IMAGES_KEPT))
+        kept.append((stamp_ns, rgb))
 
     def add_pose(self, stamp_ns: int, map_from_base: np.ndarray) -> None:
         self.poses.add(stamp_ns, map_from_base)
@@ -176,10 +181,17 @@ class FrameAssembler:
                             stamp_ns // 1000, self.cameras)
         return frame, sorted(set(notes + camera_notes))
 
+    def add_sweep(self, stamp_ns: int, points: np.ndarray, now_ns: int | None = None) -> None:
+        """A sweep that gets no frame of its own (the node was busy): kept for the next frames' multi-sweep cloud,
+        so that a dropped frame does not also thin out the input of the frames after it."""
+        self._check_stamp(stamp_ns, self._last_cloud_ns, now_ns, "cloud")
+        self._last_cloud_ns = stamp_ns
+        self._sweeps.append((stamp_ns, points))
+
     def camera_frame(self, now_ns: int) -> FrameInputs | None:
         """Without LiDAR: a frame of the newest images (stamped with the newest), in the LiDAR frame through the
         static calibration, for a camera-only variant. None if no camera image is fresh."""
-        stamps = [s for s, _ in self._images.values() if now_ns - s <= self.cfg.camera_max_age_s * 1e9]
+        stamps = [k[-1][0] for k in self._images.values() if now_ns - k[-1][0] <= self.cfg.camera_max_age_s * 1e9]
         if not stamps or self.calib.base_from_lidar is None:
             return None
         stamp = max(stamps)
@@ -194,13 +206,16 @@ class FrameAssembler:
         tol = int(self.cfg.pose_tolerance_s * 1e9)
         b_l = self.calib.base_from_lidar
         images, intrinsics, extrinsics, present, notes = [], [], [], [], []
-        shape = next((im.shape for _, im in self._images.values()), (1, 1, 3))
+        shape = next((k[-1][1].shape for k in self._images.values()), (1, 1, 3))
         for cam in self.cameras:
-            stamp_img, rgb = self._images.get(cam, (None, None))
+            buffered = self._images.get(cam, ())
+            stamp_img, rgb = next(((s, im) for s, im in reversed(buffered) if s <= stamp_ns), (None, None))
             k = self.calib.intrinsics.get(cam)
             b_c = self.calib.base_from_camera.get(cam)
             problem = None
-            if stamp_img is not None:
+            if buffered and stamp_img is None:
+                problem = "image_after_sweep"  # e.g. a camera clock ahead of the LiDAR's
+            elif stamp_img is not None:
                 if abs(stamp_ns - stamp_img) > self.cfg.camera_max_age_s * 1e9:
                     problem = "image_too_old"
                 elif rgb.shape != shape:

@@ -180,10 +180,17 @@ class DetectorCore:
             notes.append("nonfinite_points")
         return self._run(frame, msg.header.frame_id, stamp, notes, now_s, start)
 
-    def drop_busy_cloud(self, now_s: float) -> None:
-        """A sweep arrived while the previous frame was still running: counted as dropped, but it still shows the
-        LiDAR is alive (otherwise a slow machine would look like a dead LiDAR)."""
+    def drop_busy_cloud(self, msg, now_s: float) -> None:
+        """A sweep arrived while the previous frame was still running: its frame is counted as dropped (busy), but
+        the sweep still shows the LiDAR is alive (otherwise a slow machine would look like a dead LiDAR) and joins
+        the multi-sweep history of the next frame. A sweep that is also malformed is counted under that reason too."""
         self.drops["busy"] += 1
+        try:
+            conv = cloud_to_points(msg, max_points=self.cfg.max_points)
+            self.assembler.add_sweep(stamp_to_ns(msg.header.stamp), conv.points, int(now_s * 1e9))
+        except (InputError, Dropped) as e:
+            self.drops[f"busy_{e.reason}"] += 1
+            return
         self.health.seen(self.cfg.lidar, now_s)
 
     def on_tick(self, now_s: float) -> FrameOutput | None:

@@ -89,4 +89,5 @@ def load_profile(path: str | Path, check_files: bool = True) -> Profile:
 def save_profile(profile: Profile, path: str | Path) -> None:
     data = to_dict(profile)
     data.pop("root")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
