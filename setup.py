@@ -35,6 +35,7 @@ setup(
         share("config/profiles"),
         share("config/detector"),
         share("config/scenarios"),
+        share("config/scenarios/dropout"),
         share("config/prune"),
         share("models"),
     ],

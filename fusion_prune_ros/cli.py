@@ -99,7 +99,7 @@ def _replay(args) -> None:
     out = Path(args.out)
     if out.exists():
         raise UserError(f"output folder already exists: {out}")
-    core, record = replay(args.bag, cfg, out, scenario, no_drop=args.no_drop, quiet=args.quiet)
+    core, record = replay(args.bag, cfg, out, scenario, no_drop=args.no_drop, quiet=args.quiet, loops=args.loops)
     metrics = None
     if args.dataroot:
         metrics = score(record, scenario, args.dataroot, args.version, args.split, out)
@@ -333,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-drop", action="store_true", help="process every sweep (accuracy-only runs)")
+    p.add_argument("--loops", type=int, default=1, help="play the bag this many times on one continuous clock")
     p.add_argument("--score-threshold", type=float, default=0.05,
                    help="lowest published score (default: the evaluation threshold; the live node uses 0.3)")
     p.add_argument("--dataroot", help="nuScenes data root of the bag, to score the replay")

@@ -13,6 +13,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -29,6 +30,7 @@ from ..runtime.core import CoreConfig, DetectorCore, FrameOutput
 from . import typestore as ts
 from .scenario import SEGMENTS, Scenario
 
+LIDAR_PERIOD_NS = 50_000_000
 TICK_S = 0.05  # the camera-only fallback's frame clock (the LiDAR rate of nuScenes)
 DIAGNOSTICS_PERIOD_S = 1.0
 
@@ -40,14 +42,21 @@ class ReplayRecord:
     frames: list = field(default_factory=list)  # per output: t, stamp_ns, variant, latency_ms, budget_ms, segment
     lidar_stamps: list = field(default_factory=list)  # every sweep in the bag, withheld or dropped ones included
     start_ns: int = 0  # the bag's first message: scenario times count from here
+    loop_shift_ns: int = 0  # how far each pass of a looped replay is moved forward
     withheld: Counter = field(default_factory=Counter)
     detections: dict = field(default_factory=dict)  # stamp_ns -> Detections
     health: list = field(default_factory=list)  # (t, lidar ok, cameras ok)
 
 
 def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario: Scenario = Scenario(),
-           no_drop: bool = False, quiet: bool = False) -> tuple:
-    """Run the bag through a DetectorCore; returns (core, record). Writes out_dir/output_bag."""
+           no_drop: bool = False, quiet: bool = False, loops: int = 1, keep_detections: bool = True,
+           on_loop: Callable[[int, DetectorCore], None] | None = None) -> tuple:
+    """Run the bag through a DetectorCore; returns (core, record). Writes out_dir/output_bag.
+
+    loops > 1 plays the bag again and again on one continuous clock (every stamp of pass k moved forward by k bag
+    lengths plus a LiDAR period), as a long drive: the scenario's times count across passes, and scoring maps each
+    pass back to the bag's samples. keep_detections=False keeps no per-frame detections in memory (soak runs);
+    on_loop(k, core) is called after each pass (soak measurements)."""
     bag, out_dir = Path(bag), Path(out_dir)
     if not bag.exists():
         raise UserError(f"bag not found: {bag}")
@@ -78,9 +87,11 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
         header = store.types[ts.HEADER](stamp=ns_to_stamp(start_ns, store.types[ts.TIME]), frame_id=LIDAR)
         writer.write(conns["labels"], start_ns, store.serialize_cdr(label_info_msg(header, types), ts.LABEL_INFO))
         busy_until = -np.inf
+        loop_done = 0
         next_tick = start_ns * 1e-9
         next_diag = start_ns * 1e-9
-        total = sum(c.msgcount for c in reader.connections)
+        shift_ns = record.loop_shift_ns = reader.end_time - start_ns + LIDAR_PERIOD_NS
+        total = sum(c.msgcount for c in reader.connections) * loops
         bar = tqdm(total=total, desc="replay", disable=quiet, mininterval=2.0, unit="msg")
 
         def emit(out: FrameOutput | None, now: float, t_rel: float) -> None:
@@ -94,15 +105,20 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 detections_to_markers(out.detections, hdr, types, int(0.15e9), "fusion_prune"), ts.MARKER_ARRAY))
             writer.write(conns["variant"], stamp, store.serialize_cdr(
                 store.types["std_msgs/msg/String"](data=out.variant), "std_msgs/msg/String"))
-            record.detections[out.stamp_ns] = out.detections
+            if keep_detections:
+                record.detections[out.stamp_ns] = out.detections
             record.frames.append({"t": round(t_rel, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
                                   "latency_ms": round(out.timings_ms["end_to_end"], 2),
                                   "network_ms": round(out.timings_ms["network"], 2),
                                   "budget_ms": core.policy.cfg.latency_budget_ms,
                                   "segment": scenario.segment(t_rel), "cameras": out.cameras})
 
-        for conn, t_ns, raw in reader.messages():
+        for k, conn, t_ns, raw in _passes(reader, loops, shift_ns):
             bar.update(1)
+            if k != loop_done:
+                if on_loop is not None:
+                    on_loop(loop_done, core)
+                loop_done = k
             now = t_ns * 1e-9
             t_rel = (t_ns - start_ns) * 1e-9
             budget = scenario.setting("budget_ms", t_rel)
@@ -131,6 +147,8 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 record.withheld[sensor] += 1
                 continue
             msg = store.deserialize_cdr(raw, conn.msgtype)
+            if k:
+                _shift_stamps(msg, k * shift_ns, store)
             if topic == TF_STATIC_TOPIC:
                 core.on_static_tf(msg)
             elif topic == TF_TOPIC:
@@ -146,11 +164,32 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 w0 = time.perf_counter()
                 emit(core.on_cloud(msg, now), now, t_rel)
                 busy_until = now + (time.perf_counter() - w0)
+        if on_loop is not None:
+            on_loop(loops - 1, core)
         bar.close()
     finally:
         writer.close()
         reader.close()
     return core, record
+
+
+def _passes(reader, loops: int, shift_ns: int):
+    """(pass, connection, bag time, raw) of every message, pass after pass; /tf_static only in the first pass (it
+    is latched: a real node receives it once)."""
+    for k in range(loops):
+        for conn, t_ns, raw in reader.messages():
+            if k and conn.topic == TF_STATIC_TOPIC:
+                continue
+            yield k, conn, t_ns + k * shift_ns, raw
+
+
+def _shift_stamps(msg, shift_ns: int, store) -> None:
+    """Move a message's header stamps (and those of each transform of a TFMessage) forward by shift_ns."""
+    time_class = store.types[ts.TIME]
+    for obj in [msg, *getattr(msg, "transforms", [])]:
+        header = getattr(obj, "header", None)
+        if header is not None:
+            header.stamp = ns_to_stamp(stamp_to_ns(header.stamp) + shift_ns, time_class)
 
 
 def _write_diagnostics(writer, conn, store, core: DetectorCore, now: float, t_ns: int) -> None:
@@ -173,17 +212,23 @@ def score(record: ReplayRecord, scenario: Scenario, dataroot: str, version: str,
 
     nusc = open_nuscenes(dataroot, version)
     by_stamp = {nusc.get("sample", t)["timestamp"] * 1000: t for t in split_sample_tokens(nusc, split)}
-    covered = [s for s in record.lidar_stamps if s in by_stamp]
-    preds = {by_stamp[s]: record.detections.get(s, Detections()) for s in covered}
-    if not preds:
+    shift = record.loop_shift_ns
+    original = (lambda s: s - (s - record.start_ns) // shift * shift) if shift else (lambda s: s)  # noqa: E731
+    covered = [s for s in record.lidar_stamps if original(s) in by_stamp]
+    if not covered:
         raise UserError("no key frame of the bag belongs to the scored split")
-    segments = defaultdict(list)
+    # A looped replay meets each sample once per pass: every segment scores the first pass that met it there.
+    segments = {"overall": {}, **{seg: {} for seg in SEGMENTS}}
     for s in covered:
-        segments[scenario.segment((s - record.start_ns) * 1e-9)].append(by_stamp[s])
+        token = by_stamp[original(s)]
+        for seg in ("overall", scenario.segment((s - record.start_ns) * 1e-9)):
+            segments[seg].setdefault(token, record.detections.get(s, Detections()))
     out = {}
-    for name, tokens in [("overall", list(preds))] + [(seg, segments[seg]) for seg in SEGMENTS if segments[seg]]:
-        summary = evaluate_predictions(nusc, {t: preds[t] for t in tokens}, split, out_dir / f"eval_{name}",
-                                       sample_tokens=tokens)
+    for name, preds in segments.items():
+        if not preds:
+            continue
+        tokens = list(preds)
+        summary = evaluate_predictions(nusc, preds, split, out_dir / f"eval_{name}", sample_tokens=tokens)
         out[name] = {"samples": len(tokens), "mAP": round(summary["mean_ap"], 4), "NDS": round(summary["nd_score"], 4)}
     return out
 

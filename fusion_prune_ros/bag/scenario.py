@@ -11,7 +11,8 @@ A scenario YAML lists events with times in seconds from the bag's first message:
       - {at: 12.0, override: dense-lidar}            # '' returns to automatic selection
 
 A dropped sensor's messages are withheld, as if its driver died; a flapping one is withheld every other half period.
-Each frame is labelled with the segment it falls in (full, camera_lost, lidar_lost) for per-segment scoring.
+Each frame is labelled with the segment it falls in (full, camera_lost: one camera or more, lidar_lost, all_lost)
+for per-segment scoring.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ..data.classes import CAMERAS, LIDAR
 from ..errors import UserError
 
 GROUPS = {"cameras": CAMERAS, "lidar": (LIDAR,), "all": (LIDAR, *CAMERAS)}
-SEGMENTS = ("full", "camera_lost", "lidar_lost")
+SEGMENTS = ("full", "camera_lost", "lidar_lost", "all_lost")
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Scenario:
 
     def segment(self, t: float) -> str:
         if self.blocked(LIDAR, t):
-            return "lidar_lost"
+            return "all_lost" if all(self.blocked(c, t) for c in CAMERAS) else "lidar_lost"
         if any(self.blocked(c, t) for c in CAMERAS):
             return "camera_lost"
         return "full"

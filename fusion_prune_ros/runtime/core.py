@@ -176,6 +176,9 @@ class DetectorCore:
             return None
         self.health.seen(self.cfg.lidar, now_s)
         self.lidar_frame_id = msg.header.frame_id
+        if not self._lidar_drives(now_s):
+            self.drops["lidar_recovering"] += 1  # the sweep joined the history; camera frames run meanwhile
+            return None
         if conv.dropped_nonfinite:
             notes.append("nonfinite_points")
         return self._run(frame, msg.header.frame_id, stamp, notes, now_s, start)
@@ -183,21 +186,29 @@ class DetectorCore:
     def drop_busy_cloud(self, msg, now_s: float) -> None:
         """A sweep arrived while the previous frame was still running: its frame is counted as dropped (busy), but
         the sweep still shows the LiDAR is alive (otherwise a slow machine would look like a dead LiDAR) and joins
-        the multi-sweep history of the next frame. A sweep that is also malformed is counted under that reason too."""
+        the multi-sweep history of the next frame. A sweep that is also malformed is noted under that reason too."""
         self.drops["busy"] += 1
         try:
             conv = cloud_to_points(msg, max_points=self.cfg.max_points)
             self.assembler.add_sweep(stamp_to_ns(msg.header.stamp), conv.points, int(now_s * 1e9))
         except (InputError, Dropped) as e:
-            self.drops[f"busy_{e.reason}"] += 1
+            self.notes[f"busy_sweep_{e.reason}"] += 1  # a note: the frame is already counted once, as busy
             return
         self.health.seen(self.cfg.lidar, now_s)
+
+    def _lidar_drives(self, now_s: float) -> bool:
+        """LiDAR sweeps make the frames while the LiDAR is usable. One that is back after a loss but still
+        recovering (hysteresis) waits while camera frames run, so that the two kinds of frame do not alternate
+        sweep by sweep; with no usable camera it drives at once (a recovering sensor beats none)."""
+        if self.health.usable(self.cfg.lidar, now_s):
+            return True
+        return self.health.fresh(self.cfg.lidar, now_s) and not any(self.health.camera_mask(now_s))
 
     def on_tick(self, now_s: float) -> FrameOutput | None:
         """A timer at about the LiDAR rate. While the LiDAR drives frames it does nothing; when the LiDAR is lost,
         frames come from the newest images (a camera-only variant if the profile has one; otherwise the policy's
         'no variant' state, which the diagnostics report as ERROR)."""
-        if self.health.usable(self.cfg.lidar, now_s):
+        if self._lidar_drives(now_s):
             return None
         start = time.perf_counter()
         frame = self.assembler.camera_frame(int(now_s * 1e9))
