@@ -254,6 +254,20 @@ def _bench(args) -> None:
     print(run_bench(args.profile, args.bag, Path(args.out), args.iterations, args.frames, dds=not args.no_dds))
 
 
+def _soak(args) -> None:
+    from .runtime.core import CoreConfig
+    from .soak import SoakConfig, soak, summary
+
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"output folder already exists: {out}")
+    cfg = CoreConfig(profile=args.profile, backend=args.backend, device=args.device)
+    result = soak(args.bag, cfg, out, SoakConfig(frames=args.frames, budgets_ms=args.budgets_ms), quiet=args.quiet)
+    print(summary(result))
+    if not result["passed"]:
+        raise SystemExit(1)
+
+
 def _ros_setup(args) -> None:
     from .ros.interfaces.build import setup_interfaces
 
@@ -431,6 +445,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--no-dds", action="store_true", help="skip the DDS delivery measurement")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("soak", help="a long looped replay: memory, descriptors, threads, accounting, latency",
+                       description="Loop the bag through the node's pipeline at the live pace with the budget changing "
+                                   "every pass; fail (exit 1) on resident-memory growth >= 5%% after warm-up, any "
+                                   "descriptor or thread growth, or a sweep neither processed nor dropped with a "
+                                   "reason. Writes soak.json, soak.png and output_bag/.")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--profile", default="config/profiles/default.yaml")
+    p.add_argument("--out", required=True)
+    p.add_argument("--frames", type=int, default=10_000, help="LiDAR sweeps to play")
+    p.add_argument("--budgets-ms", type=float, nargs="+", default=[400.0, 60.0, 150.0],
+                   help="latency budgets, one per pass over the bag, cycled")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_soak)
 
     p = sub.add_parser("ros-setup", help="build the ROS interface packages PyPI lacks (vision_msgs, tf2_msgs)",
                        description="Build vision_msgs and tf2_msgs from the package's .msg files into this Python "
