@@ -37,7 +37,7 @@ setup(
         share("config/scenarios"),
         share("config/scenarios/dropout"),
         share("config/prune"),
-        share("models"),
+        share("models/base"),
     ],
     python_requires=">=3.10",
     install_requires=[
