@@ -134,14 +134,15 @@ print(json.dumps(lat)); n.destroy_node(); rclpy.shutdown()
 def dds_delivery(size_bytes: int = 1_000_000, count: int = 50, domain: int = 77) -> list:
     """Best-effort 1 MB clouds at 10 Hz between two processes: delivered count and latency, with and without the
     shipped Fast DDS profile (loopback only)."""
-    from .ros.remote import FASTDDS_PROFILE, ros_env
+    from .ros.remote import FASTDDS_PROFILE, PROFILE_ENV_VARS, ros_env
 
     rows = []
     for label, profile in (("Fast DDS defaults", None), ("shipped profile (shared memory)", FASTDDS_PROFILE)):
         env = ros_env(domain, Path("/tmp/fusion_prune_bench_roslog"))
-        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        if profile is not None:
-            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        for var in PROFILE_ENV_VARS:
+            env.pop(var, None)
+            if profile is not None:
+                env[var] = str(profile)
         sub = subprocess.Popen([sys.executable, "-c", DDS_SUB, str(count * 0.1 + 15)], env=env,
                                stdout=subprocess.PIPE, text=True)
         time.sleep(2.0)

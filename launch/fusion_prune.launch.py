@@ -5,7 +5,8 @@
 Jazzy's launch_ros has no autostart for lifecycle nodes, so the launch file emits the transitions itself:
 configure at start, activate once the node reports 'inactive' (configure loads and warms up every variant first).
 With build_only:=true the node builds and caches every variant's TensorRT engine during configure and exits.
-The shipped Fast DDS profile (shared memory for large point clouds) is loaded through FASTDDS_DEFAULT_PROFILES_FILE.
+The shipped Fast DDS profile (shared memory for large point clouds) is loaded through FASTRTPS_DEFAULT_PROFILES_FILE
+(Fast DDS 2.x, Jazzy) and FASTDDS_DEFAULT_PROFILES_FILE (3.x).
 When the node exits (build_only, a failed start, SIGINT) the launch shuts down with it instead of waiting on a
 lifecycle service that no longer answers.
 """
@@ -63,6 +64,7 @@ def generate_launch_description() -> LaunchDescription:
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]),
         condition=UnlessCondition(LaunchConfiguration("build_only")))
-    fastdds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
-                                     PathJoinSubstitution([share, "config", "fastdds.xml"]))
-    return LaunchDescription([*arguments, fastdds, node, activate, configure])
+    # Fast DDS 2.x (Jazzy) reads FASTRTPS_..., 3.x FASTDDS_...: set both.
+    fastdds = [SetEnvironmentVariable(var, PathJoinSubstitution([share, "config", "fastdds.xml"]))
+               for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")]
+    return LaunchDescription([*arguments, *fastdds, node, activate, configure])

@@ -70,6 +70,7 @@ def generate_launch_description() -> LaunchDescription:
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
     stop = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
         TimerAction(period=2.0, actions=[EmitEvent(event=Shutdown(reason="bag finished"))])]))
-    fastdds = SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
-                                     PathJoinSubstitution([share, "config", "fastdds.xml"]))
-    return LaunchDescription([*arguments, fastdds, node, recorder, activate, start_playing, stop, configure])
+    # Fast DDS 2.x (Jazzy) reads FASTRTPS_..., 3.x FASTDDS_...: set both.
+    fastdds = [SetEnvironmentVariable(var, PathJoinSubstitution([share, "config", "fastdds.xml"]))
+               for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")]
+    return LaunchDescription([*arguments, *fastdds, node, recorder, activate, start_playing, stop, configure])

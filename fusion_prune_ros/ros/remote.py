@@ -26,6 +26,9 @@ from ..errors import UserError
 from ..paths import share_file
 
 FASTDDS_PROFILE = share_file("config/fastdds.xml")
+# Fast DDS 2.x (ROS 2 Jazzy's 2.14) reads the first; Fast DDS 3.x (Kilted and later) the second. Measured here with
+# the Jazzy wheels: only the first loads the profile (1 MB best-effort clouds: 30 of 30 delivered vs 12-15 of 30).
+PROFILE_ENV_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 NODE_NAME = "fusion_prune"
 
 
@@ -35,7 +38,7 @@ def ros_env(domain: int, log_dir: Path) -> dict:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(log_dir))
     if FASTDDS_PROFILE.is_file():
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+        env.update({var: str(FASTDDS_PROFILE) for var in PROFILE_ENV_VARS})
     return env
 
 
@@ -80,7 +83,8 @@ class NodeClient:
     def __init__(self, domain: int, name: str = "fusion_prune_driver"):
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         if FASTDDS_PROFILE.is_file():
-            os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+            for var in PROFILE_ENV_VARS:
+                os.environ.setdefault(var, str(FASTDDS_PROFILE))
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = Node(name, context=self.ctx)
