@@ -33,6 +33,19 @@ def test_steps_down_after_k_over_budget_frames_and_says_why():
     assert decisions[3].switched and "over budget" in decisions[3].reason and "dense-fused" in decisions[3].reason
 
 
+def test_over_budget_frames_do_not_count_once_the_budget_is_raised():
+    """Frames over a tight budget must not trigger an 'over budget' switch (to a slower variant!) after the budget
+    was raised: the raise is a step-up matter, with its hysteresis."""
+    cfg = PolicyConfig(latency_budget_ms=80, step_down_after=3, step_up_after=30)
+    policy = Policy([Candidate("dense-fused", "fused", 120.0), Candidate("dense-lidar", "lidar", 90.0)], cfg)
+    assert policy.select(True, True).variant == "dense-lidar"  # nothing fits 80 ms: the fastest
+    for _ in range(4):
+        policy.record_latency("dense-lidar", 90.0)
+    cfg.latency_budget_ms = 400
+    d = policy.select(True, True)
+    assert d.variant == "dense-lidar" and not d.switched
+
+
 def test_steps_up_only_after_m_frames_with_headroom():
     cfg = PolicyConfig(latency_budget_ms=100, step_up_after=10, headroom=0.8)
     policy = Policy(PROFILE, cfg)

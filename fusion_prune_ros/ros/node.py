@@ -76,7 +76,7 @@ PARAMETERS = {
     "camera_max_age_s": (0.1, "newest image older than this (vs the LiDAR stamp) is not used", _range(0.0, 5.0),
                          False),
     "lidar_max_age_s": (0.15, "LiDAR silent longer than this is stale", _range(0.01, 10.0), True),
-    "camera_stale_s": (0.1, "camera silent longer than this is stale", _range(0.01, 10.0), True),
+    "camera_stale_s": (0.25, "camera silent longer than this is stale (3 periods at 12 Hz)", _range(0.01, 10.0), True),
     "recover_after_s": (1.0, "a lost sensor must be fresh this long before it is used again", _range(0.0, 60.0),
                         True),
     "camera_sync_wait_s": (0.03, "hold each sweep this long before running it, so that images taken before it but "
@@ -306,40 +306,56 @@ class FusionPruneNode(LifecycleNode):
         return pending
 
     def _work(self) -> None:
+        """Messages in arrival order; a due sweep runs only after everything queued before it (the images and
+        poses it needs), so a backlog built up during a long frame never leaves the next frame without them."""
         while not self._stop.is_set():
             with self._pending_lock:
                 wait = max(0.0, self._pending_due - time.monotonic()) if self._pending_cloud is not None else 0.1
-            try:
-                item = self._queue.get(timeout=wait) if wait > 0 else ("cloud_ready", self._now())
-            except queue.Empty:
+            if wait > 0:
+                try:
+                    self._process(self._queue.get(timeout=wait))
+                except queue.Empty:
+                    pass
                 continue
-            core = self.core
-            if core is None:
-                continue
-            kind, now = item[0], item[-1]
-            self._last_processed = max(self._last_processed, now)
-            try:
-                with self._lock:
-                    if kind == "image":
-                        core.on_image(item[1], item[2], self._p("compressed"), now)
-                    elif kind == "info":
-                        core.on_camera_info(item[1], item[2])
-                    elif kind == "tf":
-                        core.on_tf(item[1])
-                    elif kind == "tf_static":
-                        core.on_static_tf(item[1])
-                    elif kind == "tick":
-                        self._tick_queued.clear()
-                        self._emit(core.on_tick(now))
-                    elif kind == "cloud_ready":
-                        pending = self._take_pending_cloud()
-                        if pending is not None:
-                            msg, arrived = pending
-                            self._emit(core.on_cloud(msg, arrived, queued_ms=(self._now() - arrived) * 1e3))
-            except Exception as e:  # a bug must not kill the node: log it, count it, go on with the next message
-                core.drops[f"internal_error_{type(e).__name__}"] += 1
-                self.get_logger().error(f"processing {kind} failed: {type(e).__name__}: {e}\n"
-                                        f"{traceback.format_exc(limit=4)}", throttle_duration_sec=5.0)
+            for _ in range(self._queue.qsize()):
+                try:
+                    self._process(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._process(("cloud_ready", self._now()))
+
+    def _process(self, item) -> None:
+        core = self.core
+        if core is None:
+            return
+        kind, now = item[0], item[-1]
+        self._last_processed = max(self._last_processed, now)
+        try:
+            with self._lock:
+                if kind == "image":
+                    core.on_image(item[1], item[2], self._p("compressed"), now)
+                elif kind == "info":
+                    core.on_camera_info(item[1], item[2])
+                elif kind == "tf":
+                    core.on_tf(item[1])
+                elif kind == "tf_static":
+                    core.on_static_tf(item[1])
+                elif kind == "tick":
+                    self._tick_queued.clear()
+                    with self._pending_lock:
+                        pending = self._pending_cloud
+                    if pending is not None:  # a sweep waiting for its turn shows the LiDAR is alive
+                        core.health.seen(core.cfg.lidar, pending[1])
+                    self._emit(core.on_tick(now))
+                elif kind == "cloud_ready":
+                    pending = self._take_pending_cloud()
+                    if pending is not None:
+                        msg, arrived = pending
+                        self._emit(core.on_cloud(msg, arrived, queued_ms=(self._now() - arrived) * 1e3))
+        except Exception as e:  # a bug must not kill the node: log it, count it, go on with the next message
+            core.drops[f"internal_error_{type(e).__name__}"] += 1
+            self.get_logger().error(f"processing {kind} failed: {type(e).__name__}: {e}\n"
+                                    f"{traceback.format_exc(limit=4)}", throttle_duration_sec=5.0)
 
     @staticmethod
     def _header(stamp_ns: int, frame_id: str) -> Header:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 @dataclass
 class HealthConfig:
     lidar_max_age_s: float = 0.15
-    camera_max_age_s: float = 0.1
+    camera_max_age_s: float = 0.25  # three periods of a 12 Hz camera: one late image is not a lost camera
     recover_after_s: float = 1.0
     flap_window_s: float = 5.0
     flap_transitions: int = 4  # losses within the window that mark a sensor as flapping

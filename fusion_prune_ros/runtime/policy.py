@@ -134,6 +134,8 @@ class Policy:
                 cause = f"sensors changed ({sensors})"
             if pick != self.active or previous is None:
                 return self._switch(pick, "; ".join(filter(None, [cause, note])))
+        if self._over >= self.cfg.step_down_after and (self.p95(self.active) or 0.0) <= budget:
+            self._over = 0  # counted under a tighter budget that has since been raised: nothing to step down from
         if self._over >= self.cfg.step_down_after:
             pick = self._best([c for c in eligible if c.name != self.active], budget, self.active)
             if pick is not None:
