@@ -102,8 +102,8 @@ def _activate(h: Harness) -> None:
 
 # Generous staleness and sync wait: this test compares outputs, and a loaded machine must not turn the comparison
 # into one of sensor-loss handling (tested below).
-@pytest.mark.parametrize("harness", [{"score_threshold": 0.05, "camera_sync_wait_s": 0.1, "camera_stale_s": 1.0,
-                                      "lidar_max_age_s": 1.0}], indirect=True)
+@pytest.mark.parametrize("harness", [{"score_threshold": 0.05, "camera_stale_s": 1.0, "lidar_max_age_s": 1.0}],
+                         indirect=True)
 def test_lifecycle_detections_match_the_in_process_pipeline(harness, shipped, tmp_path):
     h = harness
     _activate(h)

@@ -80,7 +80,8 @@ PARAMETERS = {
     "recover_after_s": (1.0, "a lost sensor must be fresh this long before it is used again", _range(0.0, 60.0),
                         True),
     "camera_sync_wait_s": (0.03, "hold each sweep this long before running it, so that images taken before it but "
-                           "delivered after it (DDS gives no order across topics) are fused", _range(0.0, 1.0), True),
+                           "delivered after it (DDS gives no order across topics) are fused; at most 50 ms, well "
+                           "under a LiDAR period (a newer sweep replaces a waiting one)", _range(0.0, 0.05), True),
     "diagnostics_period_s": (1.0, "diagnostics publishing period", _range(0.05, 60.0), False),
 }
 
