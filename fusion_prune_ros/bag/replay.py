@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ from . import typestore as ts
 from .scenario import SEGMENTS, Scenario
 
 LIDAR_PERIOD_NS = 50_000_000
-TICK_S = 0.05  # the camera-only fallback's frame clock (the LiDAR rate of nuScenes)
+TICK_S = 0.05
+CAMERA_FRAME_MATCH_S = 0.1  # the camera-only fallback's frame clock (the LiDAR rate of nuScenes)
 DIAGNOSTICS_PERIOD_S = 1.0
 
 
@@ -206,7 +208,9 @@ def _write_diagnostics(writer, conn, store, core: DetectorCore, now: float, t_ns
 
 def score(record: ReplayRecord, scenario: Scenario, dataroot: str, version: str, split: str, out_dir: Path) -> dict:
     """Official nuScenes metrics of the replayed key frames: overall and per segment (samples whose key frame
-    fell in the segment). A key frame without output (dropped, or its LiDAR withheld) counts as no detections."""
+    fell in the segment). A key frame without an output of its own (dropped, or its LiDAR withheld) is scored with
+    the newest output of the CAMERA_FRAME_MATCH_S before it (a camera-only frame, the previous sweep's), else as no
+    detections."""
     from ..data.nusc import open_nuscenes, split_sample_tokens
     from ..evaluate import evaluate_predictions
 
@@ -217,12 +221,24 @@ def score(record: ReplayRecord, scenario: Scenario, dataroot: str, version: str,
     covered = [s for s in record.lidar_stamps if original(s) in by_stamp]
     if not covered:
         raise UserError("no key frame of the bag belongs to the scored split")
+    # Without LiDAR, frames come from camera images at their own stamps: a key frame is scored with the newest
+    # output published at most CAMERA_FRAME_MATCH_S before it (what a consumer had at that moment).
+    outputs = sorted(record.detections)
+
+    def published_at(s: int) -> Detections:
+        if s in record.detections:
+            return record.detections[s]
+        i = bisect_right(outputs, s) - 1
+        return record.detections[outputs[i]] if i >= 0 and s - outputs[i] <= CAMERA_FRAME_MATCH_S * 1e9 \
+            else Detections()
+
     # A looped replay meets each sample once per pass: every segment scores the first pass that met it there.
     segments = {"overall": {}, **{seg: {} for seg in SEGMENTS}}
     for s in covered:
         token = by_stamp[original(s)]
         for seg in ("overall", scenario.segment((s - record.start_ns) * 1e-9)):
-            segments[seg].setdefault(token, record.detections.get(s, Detections()))
+            if token not in segments[seg]:
+                segments[seg][token] = published_at(s)
     out = {}
     for name, preds in segments.items():
         if not preds:

@@ -225,7 +225,9 @@ class DetectorCore:
     def _run(self, frame, frame_id: str, stamp: int, notes: list, now_s: float, start: float) -> FrameOutput | None:
         usable = np.array(self.health.camera_mask(now_s))
         frame.camera_present &= usable[:len(frame.camera_present)]
-        camera_ok = bool(frame.camera_present.any())
+        # With LiDAR, the cameras' availability is their health, not this frame's images: a sweep whose images
+        # are all late runs the fused variant with the cameras masked rather than flipping variants for a frame.
+        camera_ok = bool(usable.any()) if frame.lidar_present else bool(frame.camera_present.any())
         decision = self.policy.select(lidar=frame.lidar_present, camera=camera_ok)
         if decision.switched:
             self.switches.append(SwitchEvent(stamp, decision.variant, decision.reason))
