@@ -31,7 +31,7 @@ pytest.importorskip("vision_msgs.msg", reason="vision_msgs is not built: run `fu
 
 from lifecycle_msgs.srv import GetState  # noqa: E402
 
-from fusion_prune_ros.ros.remote import NodeClient  # noqa: E402
+from fusion_prune_ros.ros.remote import NodeClient, process_group_alive  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "fusion_prune_ros"
@@ -120,11 +120,7 @@ class Launch:
         return self.wait(timeout)
 
     def session_alive(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
+        return process_group_alive(self.proc.pid)
 
     def close(self) -> None:
         """Whatever happened, nothing of this launch outlives the test."""

@@ -1,5 +1,4 @@
 """The detector: shapes, single-modality graphs, targets, decoding, preprocessing geometry, export parity."""
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +7,6 @@ import torch
 
 from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.data.frame import load_frame
-from fusion_prune_ros.detections import Detections
 from fusion_prune_ros.export.onnx_export import export_all, parity
 from fusion_prune_ros.model.decode import DecodeConfig, decode
 from fusion_prune_ros.model.detector import FusionDetector, SingleModality

@@ -5,7 +5,6 @@ For every row: nothing raises (the node keeps running), no detections come out o
 counted under a readable reason, and the next good frame is processed normally.
 """
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -1,13 +1,9 @@
 """Bag replay through the node's logic: equals offline evaluation without drops; scenarios switch variants."""
-import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fusion_prune_ros.bag.replay import replay, score, write_results
 from fusion_prune_ros.bag.scenario import Scenario, ScenarioEvent, load_scenario
-from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.data.dataset import build_cache
 from fusion_prune_ros.data.nusc import split_sample_tokens
 from fusion_prune_ros.errors import UserError

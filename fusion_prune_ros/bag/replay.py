@@ -20,7 +20,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from tqdm import tqdm
 
-from ..data.classes import CAMERAS, LIDAR
+from ..data.classes import LIDAR
 from ..detections import Detections
 from ..errors import UserError
 from ..ros.convert import (detections_to_markers, detections_to_msg, label_info_msg, ns_to_stamp, rosbags_types,

@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 
 from ..config import CameraInputConfig, GridConfig
-from ..data.frame import FrameInputs
 
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255

@@ -42,6 +42,15 @@ def ros_env(domain: int, log_dir: Path) -> dict:
     return env
 
 
+def process_group_alive(pgid: int) -> bool:
+    """Is any process of this process group (a child started with start_new_session) still running?"""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 class NodeProcess:
     """`fusion_prune_node` as a child process (its own session, so that stopping it stops everything it runs)."""
 
@@ -70,11 +79,7 @@ class NodeProcess:
             self.log.close()
 
     def session_alive(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
+        return process_group_alive(self.proc.pid)
 
 
 class NodeClient:

@@ -13,14 +13,12 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..config import DetectorConfig, load_yaml
 from ..data.classes import CAMERAS
 from ..detections import Detections
-from ..errors import UserError
 from ..model.decode import DecodeConfig
 from ..ros.convert import (InputError, camera_info_to_intrinsics, check_image_matches_info, cloud_to_points,
                            compressed_to_rgb, image_to_rgb, stamp_to_ns, tf_message_to_matrices)

@@ -233,7 +233,6 @@ class CameraModel:
     def shoot(self, world: SceneWorld, t: float, rng: np.random.Generator, count_own: frozenset = frozenset()):
         """Render at time t. Returns (RGB uint8 H x W x 3, Hits, own-hit counts of the objects in count_own)."""
         cal = self.calib
-        cond = world.condition
         origin, rot = _sensor_pose(world, t, cal.translation, cal.rotation)
         dirs = self.dirs_cam @ rot.T.astype(np.float32)
         far = 300.0
