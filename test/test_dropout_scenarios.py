@@ -65,28 +65,21 @@ def test_some_cameras_lost_keeps_the_fused_variant_with_those_masked(run, name, 
     assert set(metrics) >= {"overall", "full", "camera_lost"}
 
 
-def test_all_cameras_lost_switches_to_lidar_and_back(run):
-    core, record, metrics, cfg = run("all_cameras")
-    assert _first(record, LOST_AT, "dense-lidar") - (LOST_AT + cfg.health.camera_max_age_s) <= 2 * PERIOD + 1e-6
-    assert {f["variant"] for f in _frames(record, LOST_AT + cfg.health.camera_max_age_s + PERIOD, BACK_AT)} == \
-        {"dense-lidar"}
+@pytest.mark.parametrize("name, fallback, stale_after, segment", [
+    ("all_cameras", "dense-lidar", "camera_max_age_s", "camera_lost"),
+    ("lidar", "dense-camera", "lidar_max_age_s", "lidar_lost"),
+])
+def test_one_modality_lost_switches_to_the_other_and_back(run, name, fallback, stale_after, segment):
+    core, record, metrics, cfg = run(name)
+    stale = getattr(cfg.health, stale_after)
+    assert _first(record, LOST_AT, fallback) - (LOST_AT + stale) <= 2 * PERIOD + 1e-6
+    assert {f["variant"] for f in _frames(record, LOST_AT + stale + PERIOD, BACK_AT)} == {fallback}
     back = _first(record, BACK_AT, "dense-fused")
     assert back - (BACK_AT + cfg.health.recover_after_s) <= 2 * PERIOD + 1e-6
-    assert [s.variant for s in core.switches] == ["dense-fused", "dense-lidar", "dense-fused"]
-    _no_gap(record, 0.0, 8.0)
-    assert set(metrics) >= {"overall", "full", "camera_lost"}
-
-
-def test_lidar_lost_switches_to_cameras_and_back(run):
-    core, record, metrics, cfg = run("lidar")
-    assert _first(record, LOST_AT, "dense-camera") - (LOST_AT + cfg.health.lidar_max_age_s) <= 2 * PERIOD + 1e-6
-    assert {f["variant"] for f in _frames(record, LOST_AT + cfg.health.lidar_max_age_s + PERIOD, BACK_AT)} == \
-        {"dense-camera"}
-    back = _first(record, BACK_AT, "dense-fused")
-    assert back - (BACK_AT + cfg.health.recover_after_s) <= 2 * PERIOD + 1e-6
-    assert [s.variant for s in core.switches] == ["dense-fused", "dense-camera", "dense-fused"]
-    _no_gap(record, 0.0, 8.0, allowed=cfg.health.lidar_max_age_s + 2 * PERIOD)  # the LiDAR's silence, then cameras
-    assert set(metrics) >= {"overall", "full", "lidar_lost"}
+    assert [s.variant for s in core.switches] == ["dense-fused", fallback, "dense-fused"]
+    # Camera frames only start once the LiDAR is stale: its silence is the one allowed gap.
+    _no_gap(record, 0.0, 8.0, allowed=(stale if name == "lidar" else 0.0) + 2 * PERIOD)
+    assert set(metrics) >= {"overall", "full", segment}
 
 
 def test_everything_lost_stops_detections_says_so_and_recovers(run):
