@@ -19,6 +19,13 @@ def _run(policy, latency_of, frames, lidar=True, camera=True):
     return decisions
 
 
+def test_a_camera_only_graph_is_not_a_latency_step_while_the_lidar_works():
+    policy = Policy([Candidate("dense-fused", "fused", 120.0), Candidate("dense-lidar", "lidar", 90.0),
+                     Candidate("dense-camera", "camera", 60.0)], PolicyConfig(latency_budget_ms=50))
+    assert policy.select(True, True).variant == "dense-lidar"  # nothing fits: the fastest with the LiDAR
+    assert policy.select(False, True).variant == "dense-camera"
+
+
 def test_start_with_the_most_accurate_variant_that_fits():
     assert Policy(PROFILE, PolicyConfig(latency_budget_ms=200)).select(True, True).variant == "dense-fused"
     assert Policy(PROFILE, PolicyConfig(latency_budget_ms=100)).select(True, True).variant == "p50-fused"

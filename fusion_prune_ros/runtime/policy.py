@@ -2,8 +2,9 @@
 
 Pure logic (no ROS, no clocks): the caller reports each frame's end-to-end latency and which modalities are
 usable, and asks for the next variant. Rules:
-- Sensors first: with LiDAR and cameras, every variant is eligible; with LiDAR only, the LiDAR-only graphs; with
-  cameras only, the camera-only graphs; with neither, no variant (the caller reports an ERROR).
+- Sensors first: with LiDAR and cameras, the fused and LiDAR-only graphs are eligible (a camera-only graph is far
+  less accurate than a LiDAR-only one of similar cost: it is for LiDAR loss, not a latency step); with LiDAR only,
+  the LiDAR-only graphs; with cameras only, the camera-only graphs; with neither, no variant (an ERROR).
 - Latency: after `step_down_after` consecutive over-budget frames, switch to the most accurate eligible variant
   expected to fit; step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
   to a variant expected to fit under that headroom (hysteresis: no oscillation at the boundary).
@@ -96,7 +97,7 @@ class Policy:
     @staticmethod
     def _eligible_modalities(lidar: bool, camera: bool) -> tuple:
         if lidar and camera:
-            return MODALITIES
+            return ("fused", "lidar")
         if lidar:
             return ("lidar",)
         if camera:
