@@ -38,6 +38,8 @@ setup(
         share("config/scenarios/dropout"),
         share("config/prune"),
         share("models/base"),
+        # The pruned variants the sweep shipped (models/variants/<name>/), one entry per folder.
+        *(share(folder) for folder in sorted(glob("models/variants/*"))),
     ],
     python_requires=">=3.10",
     install_requires=[

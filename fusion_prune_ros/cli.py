@@ -231,7 +231,7 @@ def _sweep(args) -> None:
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     if args.profile:
-        write_profile(manifests, dense_dir, out, Path(args.profile))
+        write_profile(manifests, dense_dir, out, Path(args.profile), Path(args.ship) if args.ship else None)
         print(f"profile written: {args.profile}")
     print(f"results: {docs / 'pruning_results.md'}")
 
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/variants")
     p.add_argument("--docs", default="docs")
     p.add_argument("--profile", help="write this profile YAML")
+    p.add_argument("--ship", metavar="DIR", help="copy the profile's pruned variants here (e.g. models/variants) "
+                   "and point the profile at the copies")
     p.add_argument("--limit", type=int, help="run at most this many new variants now")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
     p.add_argument("--quiet", action="store_true")

@@ -9,6 +9,7 @@ import torch
 import torch_pruning as tp
 
 from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.export.onnx_export import sha256
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
@@ -142,9 +143,16 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny")
     assert "magnitude-channel-50-s0" in (tmp_path / "r.md").read_text()
     profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
-                            tmp_path / "profiles" / "default.yaml")
+                            tmp_path / "profiles" / "default.yaml", ship_root=tmp_path / "ship")
     loaded = load_profile(tmp_path / "profiles" / "default.yaml")
     assert loaded.modalities() == {"fused", "lidar", "camera"} and len(profile.variants) >= 3
+    # Pruned variants in the profile point at shipped copies whose hashes the profile records.
+    for v in loaded.variants:
+        onnx = (tmp_path / "profiles" / v.onnx).resolve()
+        assert onnx.is_file() and sha256(onnx) == v.sha256
+        if v.method != "dense":
+            assert onnx.parent.parent == (tmp_path / "ship").resolve()
+            assert (onnx.parent / "model.pt").is_file() and not (onnx.parent / "eval").exists()
 
 
 def test_single_modality_graphs_of_a_channel_pruned_model(model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..config import load_yaml
+from ..export.onnx_export import sha256
 from ..runtime.profile import Profile, Variant, save_profile
 from .variant import PruneConfig, PruneSpec, prune_variant
 
@@ -141,9 +143,14 @@ def pareto_plot(table: list, path: Path, granularity: str = "channel") -> None:
     plt.close(fig)
 
 
-def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path) -> Profile:
+def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
+                  ship_root: Path | None = None) -> Profile:
     """The node's profile: the Pareto-optimal fused channel-pruned variants (NDS vs latency, the dense model
-    included), most accurate first, then the best LiDAR-only and camera-only graphs for sensor loss."""
+    included), most accurate first, then the best LiDAR-only and camera-only graphs for sensor loss.
+
+    With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses,
+    manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own folder holds
+    evaluation output and every variant, far more than a package should carry."""
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     candidates = [{"name": "dense", "folder": dense_dir, "metrics": dense_meta["metrics"],
                    "complexity": dense_meta["complexity"], "method": "dense", "sparsity": 0.0, "granularity": "none",
@@ -161,13 +168,33 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     chosen = [(c, "fused") for c in sorted(front, key=lambda c: -c["metrics"]["fused"]["NDS"])]
     for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):
         chosen.append((max(candidates, key=lambda c: c["metrics"].get(condition, {}).get("NDS", -1)), mode))
+    if ship_root is not None:
+        keep = {c["name"] for c, _ in chosen}
+        for stale in Path(ship_root).glob("*/manifest.json"):  # variants an earlier sweep shipped, no longer chosen
+            if stale.parent.name not in keep:
+                shutil.rmtree(stale.parent)
+        chosen = [(_ship(c, [m for c2, m in chosen if c2 is c], Path(ship_root)), mode) for c, mode in chosen]
     rel = lambda p: os.path.relpath(p, profile_path.parent)  # noqa: E731
     variants = [Variant(name=f"{c['name']}-{mode}", modality=mode, onnx=rel(c["folder"] / f"{mode}.onnx"),
                         checkpoint=rel(c["folder"] / "model.pt"), method=c["method"], sparsity=c["sparsity"],
                         granularity=c["granularity"], params_m=c["complexity"].get("params_m", 0.0),
                         gflops=c["complexity"].get(mode, {}).get("gflops", 0.0),
                         metrics={k: {"mAP": v["mAP"], "NDS": v["NDS"]} for k, v in c["metrics"].items()},
-                        latency_ms={"ort-cpu-2t": c["latency"][mode]}) for c, mode in chosen]
+                        latency_ms={"ort-cpu-2t": c["latency"][mode]},
+                        sha256=sha256(c["folder"] / f"{mode}.onnx")) for c, mode in chosen]
     profile = Profile(name=profile_path.stem, variants=variants, detector=rel(dense_dir / "detector.yaml"))
+    profile_path.parent.mkdir(parents=True, exist_ok=True)
     save_profile(profile, profile_path)
     return profile
+
+
+def _ship(candidate: dict, modes: list, ship_root: Path) -> dict:
+    """Copy a pruned variant's checkpoint, the graphs in `modes` and its manifest to ship_root/<name> (idempotent:
+    a candidate chosen for two modes is copied once per graph). The dense model already lives in models/."""
+    if candidate["method"] == "dense":
+        return candidate
+    dest = ship_root / candidate["name"]
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ["model.pt", "manifest.json", *(f"{m}.onnx" for m in modes)]:
+        shutil.copyfile(candidate["folder"] / f, dest / f)
+    return {**candidate, "folder": dest}
