@@ -24,11 +24,11 @@ from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer
+from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer, Stage, channels_reactivated
 from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
 from fusion_prune_ros.prune.scorers.crossprune import (CrossPruneScorer, FeatureDistortion, project,
                                                        project_unstructured, relative_residual)
-from fusion_prune_ros.prune.units import prunable_units
+from fusion_prune_ros.prune.units import Unit, prunable_units
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 CELLS = 8
@@ -129,6 +129,20 @@ def test_altermoma_reactivation_makes_an_unused_lidar_unit_important():
     assert scores.info["reactivation"]["rank_changed"]["lidar"] == 1.0
     assert float(scores.weights["lidar.shared"].sum()) < 0.0  # pure ReRI: the first LiDAR unit to go
     assert ctx.model.fuser.conv.weight[0, 0].item() == 0.0  # scoring left the model alone
+
+
+def test_channel_reactivation_counts_channels_that_climb_from_the_bottom_half():
+    conv, deconv = nn.Conv2d(2, 4, 3), nn.ConvTranspose2d(4, 2, 2)  # out channels on dim 0 and dim 1
+    units = [Unit("lidar.a", conv, "lidar"), Unit("lidar.b", deconv, "lidar")]
+    deci = {"lidar.a": torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1, 1).expand(4, 2, 3, 3),
+            "lidar.b": torch.tensor([1.0, 2.0]).view(1, 2, 1, 1).expand(4, 2, 2, 2)}
+    # channel 0 of lidar.a goes from least to most important; lidar.b's ranking does not change
+    after = {"lidar.a": torch.tensor([9.0, 2.0, 3.0, 4.0]).view(4, 1, 1, 1).expand(4, 2, 3, 3),
+             "lidar.b": -deci["lidar.b"]}
+    stat = channels_reactivated(deci, Stage(before=deci, after=after, seconds=0.0), units)
+    assert stat["bottom_half_channels"] == 3 and stat["rose_to_top_quarter"] == 1
+    assert stat["largest"] == {"unit": "lidar.a", "channel": 0, "percentile_before": 0.0, "percentile_after": 1.0,
+                               "climb": 1.0}
 
 
 def test_crossprune_admm_converges_to_the_projection():
