@@ -210,7 +210,9 @@ def _prune(args) -> None:
 
 
 def _sweep(args) -> None:
-    from .prune.sweep import collect, load_sweep_config, pareto_plot, plan, rows, run_sweep, write_profile, write_table
+    from .prune.findings import findings
+    from .prune.sweep import (collect, dense_latency, load_sweep_config, pareto_plot, plan, remeasure_latency, rows,
+                              run_sweep, write_profile, write_table)
 
     cfg = load_sweep_config(args.config)
     specs = plan(cfg)
@@ -223,11 +225,14 @@ def _sweep(args) -> None:
 
     manifests = collect(out)
     dense_dir = Path(args.dense).parent
-    table = rows(manifests, json.loads((dense_dir / "metadata.json").read_text()))
+    if args.remeasure:
+        remeasure_latency(manifests, dense_dir, out)
+    dense_meta = json.loads((dense_dir / "metadata.json").read_text())
+    table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"])
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
-                f"Pruning results ({len(manifests)} variants, measured)")
+                f"Pruning results ({len(manifests)} variants, measured)", findings(table, manifests))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     if args.profile:
@@ -399,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "and point the profile at the copies")
     p.add_argument("--limit", type=int, help="run at most this many new variants now")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
+    p.add_argument("--remeasure", action="store_true",
+                   help="re-time the dense model and every variant side by side first (on an otherwise idle machine)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_sweep)
 

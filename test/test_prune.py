@@ -15,7 +15,9 @@ from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
-from fusion_prune_ros.prune.sweep import SweepConfig, collect, rows, run_sweep, write_profile, write_table
+from fusion_prune_ros.prune.findings import findings
+from fusion_prune_ros.prune.sweep import (SweepConfig, collect, dense_latency, remeasure_latency, rows, run_sweep,
+                                       write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig
 from fusion_prune_ros.runtime.profile import load_profile
@@ -139,9 +141,21 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     # Resumable: a second run reads the manifests back instead of redoing the work.
     again = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
     assert [m["scoring"]["seconds"] for m in again] == [m["scoring"]["seconds"] for m in manifests]
-    table = rows(collect(tmp_path / "variants"), json.loads((shipped / "models" / "metadata.json").read_text()))
-    write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny")
-    assert "magnitude-channel-50-s0" in (tmp_path / "r.md").read_text()
+    # Re-timed side by side with the dense graphs: the table's speed-up is a ratio from one run.
+    remeasure_latency(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants", iterations=4)
+    dense_meta = json.loads((shipped / "models" / "metadata.json").read_text())
+    dense_ms = dense_latency(dense_meta, tmp_path / "variants")
+    assert set(dense_ms) == {"fused", "lidar", "camera"}
+    manifests = collect(tmp_path / "variants")
+    assert all(m["latency_ms"]["remeasured_with_dense"] and "ort-cpu-2t-in-sweep" in m["latency_ms"]
+               for m in manifests)
+    table = rows(manifests, dense_meta, dense_ms["fused"])
+    fused_ms = manifests[0]["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
+    assert table[1]["ort_speedup"] == round(dense_ms["fused"] / fused_ms, 2)
+    write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny", findings(table, manifests))
+    report = (tmp_path / "r.md").read_text()
+    assert "magnitude-channel-50-s0" in report
+    assert "| 50% | taylor |" in report  # the method is compared with magnitude at its level
     profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
                             tmp_path / "profiles" / "default.yaml", ship_root=tmp_path / "ship")
     loaded = load_profile(tmp_path / "profiles" / "default.yaml")
@@ -169,3 +183,25 @@ def test_single_modality_graphs_of_a_channel_pruned_model(model):
         single = SingleModality(pruned, "lidar")(lidar)
     for a, b in zip(fused, single):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _row(name, method, sparsity, seed, mAP, NDS, ort_ms, granularity="channel"):
+    return {"name": name, "method": method, "granularity": granularity, "sparsity": sparsity, "seed": seed,
+            "camera": 0.5, "lidar": 0.1, "fusion": 0.4, "mAP": mAP, "NDS": NDS, "ort_ms": ort_ms,
+            "ort_speedup": round(30.0 / ort_ms, 2)}
+
+
+def test_findings_judge_the_targets_from_the_rows():
+    table = [_row("dense", "dense", 0.0, 0, 0.80, 0.70, 30.0, "-"),
+             _row("m80", "magnitude", 0.8, 0, 0.50, 0.50, 10.0), _row("m80b", "magnitude", 0.8, 1, 0.49, 0.49, 10.0),
+             _row("a80", "altermoma", 0.8, 0, 0.56, 0.52, 10.0), _row("d80", "dm3d", 0.8, 0, 0.51, 0.495, 12.0),
+             _row("r80", "random", 0.8, 0, 0.30, 0.40, 10.0), _row("m30", "magnitude", 0.3, 0, 0.80, 0.699, 25.0)]
+    text = "\n".join(findings(table, []))
+    assert "within 0.0100 of magnitude (the largest seed spread measured)" in text
+    assert "| 80% | altermoma | 0.5600 | 0.5200 | +0.0600 | +0.0200 | beats |" in text
+    assert "| 80% | dm3d | 0.5100 | 0.4950 | +0.0100 | -0.0050 | matches |" in text
+    assert "| 80% | random |" in text and "| -0.1000 | worse |" in text
+    assert "| 30% |" not in text.split("### At >= 80")[0]  # only levels >= 50 % are compared
+    assert "best altermoma mAP 0.5600 vs magnitude 0.5000: +12.0% relative (met; 2 of 4 methods measured)" in text
+    assert "a80: 3.00x (10.0 vs 30.0 ms), NDS 0.5200 vs 0.7000: 18.00 points lost (not met; 4 variants >= 3x)" in text
+    assert "| magnitude | 80% | 2 | 0.4950 | 0.0100 | 0.4950 | 0.0100 |" in text

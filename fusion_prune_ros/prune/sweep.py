@@ -76,9 +76,54 @@ COLUMNS = ("name", "method", "granularity", "sparsity", "seed", "realised", "cam
            "ort_ms", "ort_speedup", "scoring_s", "finetune_s")
 
 
-def rows(manifests: list, dense: dict) -> list:
-    """One flat row per variant (plus the dense model), for the table, the CSV and the plot."""
-    dense_ms = dense["graphs"]["fused"]["ort-cpu-2t"]["median_ms"]
+DENSE_LATENCY = "dense_latency.json"  # the dense graphs re-timed beside the variants (remeasure_latency)
+LATENCY_KEY = "ort-cpu-2t"
+
+
+def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, iterations: int = 40) -> None:
+    """Re-time the dense model's and every variant's three graphs side by side (ONNX Runtime CPU, 2 threads) and
+    write the numbers into the manifests (the sweep's own measurement kept as `ort-cpu-2t-in-sweep`) and
+    variants_root/dense_latency.json. Each variant is timed when it finishes, often while the next one trains on
+    the same cores; re-timed together, the table's speed-ups are ratios from one run."""
+    from ..config import DetectorConfig
+    from ..export.onnx_export import INPUT_NAMES
+    from ..model.flops import example_inputs
+    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from ..runtime.timing import time_side_by_side
+
+    cfg = load_yaml(DetectorConfig, dense_dir / "detector.yaml")
+    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    folders = {"dense": dense_dir, **{m["name"]: variants_root / m["name"] for m in manifests}}
+    fns = {}
+    for name, folder in folders.items():
+        for mode in ("fused", "lidar", "camera"):
+            session = backend.load(folder / f"{mode}.onnx", mode)
+            fns[(name, mode)] = (lambda s: lambda: s.run(inputs))(session)
+    timed = time_side_by_side(fns, iterations)
+    dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
+    (variants_root / DENSE_LATENCY).write_text(json.dumps({LATENCY_KEY: dense}, indent=1))
+    for m in manifests:
+        lat = m["latency_ms"]
+        lat.setdefault(f"{LATENCY_KEY}-in-sweep", lat[LATENCY_KEY])
+        lat[LATENCY_KEY] = {mode: timed[(m["name"], mode)] for mode in ("fused", "lidar", "camera")}
+        lat["remeasured_with_dense"] = True
+        (variants_root / m["name"] / "manifest.json").write_text(json.dumps(m, indent=1))
+
+
+def dense_latency(dense_meta: dict, variants_root: Path) -> dict:
+    """mode -> median ms of the dense graphs: the side-by-side re-timing when there is one, else the export's."""
+    path = Path(variants_root) / DENSE_LATENCY
+    if path.is_file():
+        return {mode: v["median_ms"] for mode, v in json.loads(path.read_text())[LATENCY_KEY].items()}
+    return {mode: g[LATENCY_KEY]["median_ms"] for mode, g in dense_meta["graphs"].items()}
+
+
+def rows(manifests: list, dense: dict, dense_ms: float | None = None) -> list:
+    """One flat row per variant (plus the dense model), for the table, the CSV and the plot. `dense_ms`: the
+    dense fused graph's latency from the same run as the variants' (default: the export's)."""
+    if dense_ms is None:
+        dense_ms = dense["graphs"]["fused"][LATENCY_KEY]["median_ms"]
     out = [{"name": "dense", "method": "dense", "granularity": "-", "sparsity": 0.0, "seed": 0, "realised": 0.0,
             "camera": 0.0, "lidar": 0.0, "fusion": 0.0, "params_m": dense["complexity"]["params_m"],
             "gflops": dense["complexity"]["fused"]["gflops"], **_metric_cols(dense["metrics"]), "ort_ms": dense_ms,
@@ -103,7 +148,8 @@ def _metric_cols(metrics: dict) -> dict:
             "NDS_lidar_lost": get("lidar_lost", "NDS")}
 
 
-def write_table(table: list, csv_path: Path, md_path: Path, title: str) -> None:
+def write_table(table: list, csv_path: Path, md_path: Path, title: str, notes: list = ()) -> None:
+    """The CSV, and the Markdown table followed by `notes` (Markdown lines)."""
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
@@ -111,7 +157,7 @@ def write_table(table: list, csv_path: Path, md_path: Path, title: str) -> None:
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in table:
         lines.append("| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
+    md_path.write_text("\n".join([*lines, "", *notes]) + "\n")
 
 
 def _fmt(v) -> str:
@@ -154,7 +200,7 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     candidates = [{"name": "dense", "folder": dense_dir, "metrics": dense_meta["metrics"],
                    "complexity": dense_meta["complexity"], "method": "dense", "sparsity": 0.0, "granularity": "none",
-                   "latency": {m: g["ort-cpu-2t"]["median_ms"] for m, g in dense_meta["graphs"].items()}}]
+                   "latency": dense_latency(dense_meta, variants_root)}]
     for m in manifests:
         if m["granularity"] == "channel" and m["seed"] == 0:
             candidates.append({"name": m["name"], "folder": variants_root / m["name"], "metrics": m["metrics"],

@@ -1,0 +1,152 @@
+"""The pruning issue's targets checked against the sweep's measured rows.
+
+Written under the results table (`fusion-prune sweep`), so a reader sees which targets hold, by how much, and which
+have not been measured yet, without redoing the arithmetic by hand. Nothing here is asserted: the numbers come from
+the manifests, and a target with no rows to judge it says so.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+MULTIMODAL = ("altermoma", "crossprune", "dm3d", "mmprune4u")
+BASELINES = ("taylor", "snip", "random")
+NDS_TOLERANCE = 0.005  # when no seed spread is measured yet: half an NDS point
+
+
+def findings(table: list, manifests: list) -> list:
+    """Markdown lines: methods vs magnitude, the >= 80 % gain, seed spread, the 3x speed-up, the modality split
+    and the method-specific behaviours (AlterMOMA's reactivation, MMPrune4U's and DM3D's per-modality ratios)."""
+    channel = [r for r in table if r["granularity"] == "channel"]
+    spread = seed_spread(channel)
+    tol = max((s["NDS_spread"] for s in spread), default=None)
+    lines = ["## Targets checked against the measured rows", ""]
+    lines += _versus_magnitude(channel, tol)
+    lines += _high_sparsity_gain(channel)
+    lines += _seeds(spread)
+    lines += _speedup(table)
+    lines += _modality_split(channel)
+    lines += _reactivation(manifests)
+    return lines
+
+
+def seed_spread(rows: list) -> list:
+    """Per method and level with more than one seed: mean and spread (max - min) of mAP and NDS."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["sparsity"])].append(r)
+    out = []
+    for (method, level), rs in sorted(groups.items()):
+        if len(rs) < 2:
+            continue
+        maps, ndss = [r["mAP"] for r in rs], [r["NDS"] for r in rs]
+        out.append({"method": method, "sparsity": level, "seeds": len(rs), "mAP_mean": sum(maps) / len(rs),
+                    "mAP_spread": max(maps) - min(maps), "NDS_mean": sum(ndss) / len(rs),
+                    "NDS_spread": max(ndss) - min(ndss)})
+    return out
+
+
+def _seed0(rows: list) -> dict:
+    return {(r["method"], r["sparsity"]): r for r in rows if r["seed"] == 0}
+
+
+def _versus_magnitude(rows: list, tol: float | None) -> list:
+    by = _seed0(rows)
+    levels = sorted({lv for m, lv in by if m == "magnitude" and lv >= 0.5})
+    margin = tol if tol is not None else NDS_TOLERANCE
+    source = "the largest seed spread measured" if tol is not None else "no seed spread measured yet"
+    lines = ["### Every method at >= 50 % vs magnitude pruning (channel, seed 0, equal fine-tuning)", "",
+             f"'matches' = NDS within {margin:.4f} of magnitude ({source}).", "",
+             "| level | method | mAP | NDS | mAP - magnitude | NDS - magnitude | verdict |", "|---|---|---|---|---|---|---|"]
+    if not levels:
+        return lines[:2] + ["Not measured yet: no magnitude variant at >= 50 %.", ""]
+    for level in levels:
+        mag = by[("magnitude", level)]
+        for method in (*MULTIMODAL, *BASELINES):
+            r = by.get((method, level))
+            if r is None:
+                continue
+            d_map, d_nds = r["mAP"] - mag["mAP"], r["NDS"] - mag["NDS"]
+            verdict = "beats" if d_nds > margin else "matches" if d_nds >= -margin else "worse"
+            lines.append(f"| {level:.0%} | {method} | {r['mAP']:.4f} | {r['NDS']:.4f} | {d_map:+.4f} | {d_nds:+.4f} "
+                         f"| {verdict} |")
+    return lines + [""]
+
+
+def _high_sparsity_gain(rows: list) -> list:
+    by = _seed0(rows)
+    lines = ["### At >= 80 %: the best multimodal method vs magnitude (target: >= 10 % relative mAP)", ""]
+    levels = sorted({lv for m, lv in by if m == "magnitude" and lv >= 0.8})
+    found = False
+    for level in levels:
+        mag = by[("magnitude", level)]
+        rs = [by[(m, level)] for m in MULTIMODAL if (m, level) in by]
+        if not rs:
+            continue
+        found = True
+        best = max(rs, key=lambda r: r["mAP"])
+        gain = (best["mAP"] - mag["mAP"]) / mag["mAP"] if mag["mAP"] > 0 else float("nan")
+        lines.append(f"- {level:.0%}: best {best['method']} mAP {best['mAP']:.4f} vs magnitude {mag['mAP']:.4f}: "
+                     f"{gain:+.1%} relative ({'met' if gain >= 0.10 else 'not met'}; "
+                     f"{len(rs)} of {len(MULTIMODAL)} methods measured)")
+    if not found:
+        lines.append("Not measured yet.")
+    return lines + [""]
+
+
+def _seeds(spread: list) -> list:
+    lines = ["### Fine-tuning noise (seeds 0 and 1)", ""]
+    if not spread:
+        return lines + ["Not measured yet: no level has two seeds of one method.", ""]
+    lines += ["| method | level | seeds | mAP mean | mAP spread | NDS mean | NDS spread |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s['method']} | {s['sparsity']:.0%} | {s['seeds']} | {s['mAP_mean']:.4f} | {s['mAP_spread']:.4f} | "
+              f"{s['NDS_mean']:.4f} | {s['NDS_spread']:.4f} |" for s in spread]
+    return lines + [""]
+
+
+def _speedup(table: list) -> list:
+    dense = next(r for r in table if r["method"] == "dense")
+    lines = ["### A channel-pruned variant >= 3x faster than dense (ONNX Runtime CPU) losing <= 1.0 NDS point", ""]
+    fast = [r for r in table if r["granularity"] == "channel" and r["ort_speedup"] >= 3.0]
+    best_speed = max((r for r in table if r["granularity"] == "channel"), key=lambda r: r["ort_speedup"], default=None)
+    if not fast:
+        if best_speed is None:
+            return lines + ["Not measured yet.", ""]
+        return lines + [f"Not reached yet: the fastest channel variant measured, {best_speed['name']}, is "
+                        f"{best_speed['ort_speedup']:.2f}x dense ({best_speed['ort_ms']:.1f} vs {dense['ort_ms']:.1f} ms)"
+                        f" at NDS {best_speed['NDS']:.4f} ({(best_speed['NDS'] - dense['NDS']) * 100:+.2f} points).",
+                        ""]
+    best = max(fast, key=lambda r: r["NDS"])
+    loss = (dense["NDS"] - best["NDS"]) * 100
+    return lines + [f"- {best['name']}: {best['ort_speedup']:.2f}x ({best['ort_ms']:.1f} vs {dense['ort_ms']:.1f} ms), "
+                    f"NDS {best['NDS']:.4f} vs {dense['NDS']:.4f}: {loss:.2f} points lost "
+                    f"({'met' if loss <= 1.0 else 'not met'}; {len(fast)} variants >= 3x)", ""]
+
+
+def _modality_split(rows: list) -> list:
+    lines = ["### Where each method prunes (realised sparsity per module, channel, seed 0)", "",
+             "| level | method | camera | LiDAR | fusion + BEV |", "|---|---|---|---|---|"]
+    by = _seed0(rows)
+    for (method, level), r in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lines.append(f"| {level:.0%} | {method} | {r['camera']:.3f} | {r['lidar']:.3f} | {r['fusion']:.3f} |")
+    return lines + [""]
+
+
+def _reactivation(manifests: list) -> list:
+    lines = ["### AlterMOMA's reactivation (scoring, before any pruning)", ""]
+    found = False
+    for m in sorted(manifests, key=lambda m: m["name"]):
+        re = m.get("scoring", {}).get("reactivation") if m["method"] == "altermoma" else None
+        if not re or "lidar_channels_camera_masked" not in re:
+            continue
+        found = True
+        for key, what in (("lidar_channels_camera_masked", "LiDAR channels, camera masked"),
+                          ("camera_channels_lidar_masked", "camera channels, LiDAR masked")):
+            s = re[key]
+            big = s["largest"]
+            lines.append(f"- {m['name']}, {what}: {s['rose_to_top_quarter']} of {s['bottom_half_channels']} "
+                         f"bottom-half channels rose into the top quarter ({s['fraction']:.1%}; a random reshuffle: "
+                         f"~25 %, no change: 0 %); largest climb {big['unit']} channel {big['channel']}, percentile "
+                         f"{big['percentile_before']:.2f} -> {big['percentile_after']:.2f}")
+    if not found:
+        lines.append("Not measured yet (no AlterMOMA variant scored with the channel statistic).")
+    return lines + [""]
