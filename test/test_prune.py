@@ -205,3 +205,19 @@ def test_findings_judge_the_targets_from_the_rows():
     assert "best altermoma mAP 0.5600 vs magnitude 0.5000: +12.0% relative (met; 2 of 4 methods measured)" in text
     assert "a80: 3.00x (10.0 vs 30.0 ms), NDS 0.5200 vs 0.7000: 18.00 points lost (not met; 4 variants >= 3x)" in text
     assert "| magnitude | 80% | 2 | 0.4950 | 0.0100 | 0.4950 | 0.0100 |" in text
+
+
+def test_allocation_ablation_gives_the_dp_uniform_flops_and_less_predicted_distortion(shipped, tmp_path):
+    from fusion_prune_ros.prune.allocation_ablation import (AllocationAblationConfig, format_ablation,
+                                                            run_allocation_ablation)
+
+    cfg = AllocationAblationConfig(sparsities=(0.5,), calibration_frames=4, calibration_batch=2, steps=20)
+    result = run_allocation_ablation(shipped / "models" / "model.pt", tmp_path, cfg, quiet=True)
+    uniform, dp = result["rows"]
+    assert (uniform["allocation"], dp["allocation"]) == ("uniform", "dp")
+    assert uniform["param_sparsity"] == 0.5 and set(uniform["sparsity_by_modality"].values()) == {0.5}
+    assert dp["flops_kept"] <= uniform["flops_kept"] + 1e-3  # the DP spends no more than uniform keeps
+    # uniform is one feasible allocation under that budget; the DP minimises the summed curves over all of them
+    assert dp["predicted_distortion"] <= uniform["predicted_distortion"] * (1 + 1e-6)
+    assert set(dp["metrics"]) == {"fused"} and 0.0 <= dp["metrics"]["fused"]["NDS"] <= 1.0
+    assert len(format_ablation(result)) == 4

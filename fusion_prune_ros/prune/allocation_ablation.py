@@ -1,0 +1,105 @@
+"""`fusion-prune allocation-ablation`: does DM3D's layer-adaptive allocation beat a uniform one at equal FLOPs?
+
+methods.md names this DM3D's behaviour to observe. Both allocations here share everything else: DM3D's within-unit
+ranking (|w g| of the detection-output objective, the same calibration frames as the sweep) and unstructured masks,
+so only the per-unit pruned fractions differ. Uniform prunes every unit by s; the DP gets exactly the FLOPs uniform
+keeps and spends them where the Hessian distortion curves say they matter. Each model is scored with the official
+metrics on the val split *before* fine-tuning: the allocation's own effect, which fine-tuning would partly repair
+for either (the sweep compares methods after equal fine-tuning).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import to_dict
+from ..data.dataset import Augment, DetectionDataset, build_cache
+from ..model.checkpoint import load_detector
+from ..model.flops import example_inputs
+from .allocate import dp_allocate, total
+from .calibration import calibration_batches
+from .granularity import apply_masks, unstructured_masks
+from .scorers.base import Scores, weights_of
+from .scorers.dm3d import budget_used, by_modality, hessian_curve, objective_gradients, sparsity_of, unit_macs
+from .units import prunable_units
+
+
+@dataclass
+class AllocationAblationConfig:
+    sparsities: tuple = (0.5, 0.8)
+    calibration_frames: int = 128  # the sweep's calibration set (config/prune/sweep.yaml)
+    calibration_batch: int = 8
+    steps: int = 100  # ratio grid of the curves, as DM3D's scorer
+    conditions: tuple = ("fused",)
+
+
+def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationAblationConfig,
+                            quiet: bool = False) -> dict:
+    from ..data.nusc import open_nuscenes
+    from ..model.inference import evaluate_conditions, torch_runner
+    from ..train_detector import _brief
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, dcfg, _ = load_detector(dense)
+    model.eval()
+    start = time.time()
+    plain = DetectionDataset(build_cache(dcfg, dcfg.data.train_split, quiet=quiet), dcfg, Augment(), seed=0)
+    calibration = calibration_batches(plain, cfg.calibration_frames, cfg.calibration_batch, seed=0)
+    units = prunable_units(model)
+    weights = weights_of(model)
+    grads = objective_gradients(model, calibration)
+    kappa = float(torch.cat([g.flatten() for g in grads.values()]).pow(2).mean())
+    ratios = np.arange(cfg.steps) / cfg.steps
+    curves = {u.name: hessian_curve(weights[u.name], grads[u.name], kappa, ratios) for u in units}
+    flops = unit_macs(model, example_inputs(dcfg)["fused"])
+    numels = {u.name: u.numel for u in units}
+    costs = {n: flops[n] * (1.0 - ratios) for n in curves}
+    scoring_s = round(time.time() - start, 1)
+
+    nusc = open_nuscenes(dcfg.data.dataroot, dcfg.data.version)
+    val_cache = build_cache(dcfg, dcfg.data.val_split, quiet=quiet)
+    rows = []
+    for s in cfg.sparsities:
+        phi = float(ratios[int(np.argmin(np.abs(ratios - s)))])
+        uniform = {n: phi for n in curves}
+        allocations = {"uniform": uniform, "dp": dp_allocate(curves, ratios, costs, budget_used(uniform, flops))}
+        for name, choice in allocations.items():
+            work = copy.deepcopy(model)
+            scores = Scores(weights={n: (w * grads[n]).abs() for n, w in weights.items()},
+                            keep={n: 1.0 - p for n, p in choice.items()})
+            apply_masks(work, unstructured_masks(work, scores, s))
+            metrics = evaluate_conditions(torch_runner(work.eval()), val_cache, dcfg, nusc, dcfg.data.val_split,
+                                          out / f"{name}-{round(s * 100)}", conditions=cfg.conditions, quiet=quiet)
+            rows.append({"sparsity": s, "allocation": name, "param_sparsity": round(sparsity_of(choice, numels), 4),
+                         "flops_kept": round(budget_used(choice, flops) / sum(flops.values()), 4),
+                         "predicted_distortion": total(choice, ratios, curves),
+                         "sparsity_by_modality": by_modality(units, choice),
+                         "metrics": {k: _brief(v) for k, v in metrics.items()}})
+    result = {"config": to_dict(cfg), "scoring_seconds": scoring_s, "seconds": round(time.time() - start, 1),
+              "kappa": kappa, "rows": rows}
+    (out / "allocation_ablation.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def format_ablation(result: dict) -> list:
+    """Markdown lines: one row per sparsity x allocation."""
+    conditions = list(result["rows"][0]["metrics"]) if result["rows"] else []
+    head = "| prunable sparsity target | allocation | realised | FLOPs kept (prunable convs) | predicted distortion | " \
+           + " | ".join(f"mAP {c} | NDS {c}" for c in conditions) + " | camera | LiDAR | fusion | head |"
+    lines = [head, "|" + "---|" * (9 + 2 * len(conditions))]
+    for r in result["rows"]:
+        m = r["metrics"]
+        mod = r["sparsity_by_modality"]
+        lines.append(f"| {r['sparsity']:.0%} | {r['allocation']} | {r['param_sparsity']:.3f} | {r['flops_kept']:.3f} | "
+                     f"{r['predicted_distortion']:.3g} | "
+                     + " | ".join(f"{m[c]['mAP']:.4f} | {m[c]['NDS']:.4f}" for c in conditions)
+                     + f" | {mod.get('camera', 0):.3f} | {mod.get('lidar', 0):.3f} | {mod.get('fusion', 0):.3f} | "
+                       f"{mod.get('head', 0):.3f} |")
+    return lines
