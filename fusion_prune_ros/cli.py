@@ -210,9 +210,9 @@ def _prune(args) -> None:
 
 
 def _sweep(args) -> None:
-    from .prune.findings import findings
-    from .prune.sweep import (collect, dense_latency, load_sweep_config, pareto_plot, plan, remeasure_latency, rows,
-                              run_sweep, write_profile, write_table)
+    from .prune.findings import cost, findings
+    from .prune.sweep import (collect, dense_latency, load_sweep_config, pareto_plot, plan, read_log,
+                              remeasure_latency, rows, run_sweep, write_profile, write_table)
 
     cfg = load_sweep_config(args.config)
     specs = plan(cfg)
@@ -232,7 +232,8 @@ def _sweep(args) -> None:
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
-                f"Pruning results ({len(manifests)} variants, measured)", findings(table, manifests))
+                f"Pruning results ({len(manifests)} variants, measured)",
+                findings(table, manifests) + cost(manifests, read_log(out), [s.name for s in specs]))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     if args.profile:

@@ -15,7 +15,7 @@ from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
-from fusion_prune_ros.prune.findings import findings
+from fusion_prune_ros.prune.findings import cost, findings
 from fusion_prune_ros.prune.sweep import (SweepConfig, collect, dense_latency, remeasure_latency, rows, run_sweep,
                                        write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
@@ -221,3 +221,14 @@ def test_allocation_ablation_gives_the_dp_uniform_flops_and_less_predicted_disto
     assert dp["predicted_distortion"] <= uniform["predicted_distortion"] * (1 + 1e-6)
     assert set(dp["metrics"]) == {"fused"} and 0.0 <= dp["metrics"]["fused"]["NDS"] <= 1.0
     assert len(format_ablation(result)) == 4
+
+
+def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
+    manifests = [{"name": f"magnitude-channel-{lv}-s0", "method": "magnitude", "scoring": {"seconds": 10.0},
+                  "finetune": {"seconds": 500.0}} for lv in (50, 80)]
+    log = [{"variant": "magnitude-channel-50-s0", "seconds": 600.0}, {"variant": "magnitude-channel-80-s0",
+                                                                      "seconds": 600.0}]
+    planned = [m["name"] for m in manifests] + ["dm3d-channel-80-s0", "dm3d-channel-50-s0"]
+    text = "\n".join(cost(manifests, log, planned))
+    assert "| magnitude | 2 | 10 | 500 | 90 | 600 |" in text
+    assert "4 variants, 2 done; 2 left at the measured mean of 10.0 min per variant = 0.3 h more" in text

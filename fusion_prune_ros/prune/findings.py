@@ -29,6 +29,33 @@ def findings(table: list, manifests: list) -> list:
     return lines
 
 
+def cost(manifests: list, log: list, planned: list) -> list:
+    """Markdown lines: the measured cost per method (scoring, fine-tuning, the rest = evaluation + export +
+    latency) and the plan's remaining cost at the measured mean per variant. `log`: the sweep log's entries
+    ({"variant", "seconds"} per variant run to the end in one go), `planned`: the plan's variant names."""
+    lines = ["## Cost (2-core CPU, measured)", ""]
+    seconds = {e["variant"]: e["seconds"] for e in log}
+    per_method = defaultdict(list)
+    for m in manifests:
+        whole = seconds.get(m["name"])
+        rest = whole - m["scoring"]["seconds"] - m["finetune"]["seconds"] if whole is not None else None
+        per_method[m["method"]].append((m["scoring"]["seconds"], m["finetune"]["seconds"], rest, whole))
+    lines += ["| method | variants | scoring s (mean) | fine-tuning s (mean) | evaluation + export s (mean) | "
+              "whole variant s (mean) |", "|---|---|---|---|---|---|"]
+    for method, vals in sorted(per_method.items()):
+        col = lambda i: [v[i] for v in vals if v[i] is not None]  # noqa: E731
+        fmt = lambda xs: f"{sum(xs) / len(xs):.0f}" if xs else "-"  # noqa: E731
+        lines.append(f"| {method} | {len(vals)} | {fmt(col(0))} | {fmt(col(1))} | {fmt(col(2))} | {fmt(col(3))} |")
+    done = {m["name"] for m in manifests}
+    left = [n for n in planned if n not in done]
+    if seconds:
+        mean = sum(seconds.values()) / len(seconds)
+        lines += ["", f"Plan: {len(planned)} variants, {len(planned) - len(left)} done; {len(left)} left at the "
+                      f"measured mean of {mean / 60:.1f} min per variant = {len(left) * mean / 3600:.1f} h more. "
+                      "Times include whatever else shared the two cores (see each manifest)."]
+    return lines + [""]
+
+
 def seed_spread(rows: list) -> list:
     """Per method and level with more than one seed: mean and spread (max - min) of mAP and NDS."""
     groups = defaultdict(list)

@@ -63,6 +63,12 @@ def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: 
     return manifests
 
 
+def read_log(out_root: str | Path) -> list:
+    """The sweep log's entries: one {"variant", "seconds"} per variant run to the end in one go."""
+    path = Path(out_root) / "sweep_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def load_sweep_config(path: str | Path) -> SweepConfig:
     return load_yaml(SweepConfig, path)
 
