@@ -211,7 +211,7 @@ def _prune(args) -> None:
 
 def _sweep(args) -> None:
     from .prune.findings import cost, findings
-    from .prune.sweep import (collect, dense_latency, load_sweep_config, pareto_plot, plan, read_log,
+    from .prune.sweep import (channel_floor, collect, dense_latency, load_sweep_config, pareto_plot, plan, read_log,
                               remeasure_latency, rows, run_sweep, write_profile, write_table)
 
     cfg = load_sweep_config(args.config)
@@ -233,7 +233,7 @@ def _sweep(args) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
                 f"Pruning results ({len(manifests)} variants, measured)",
-                findings(table, manifests) + cost(manifests, read_log(out), [s.name for s in specs]))
+                findings(table, manifests, channel_floor(out)) + cost(manifests, read_log(out), [s.name for s in specs]))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     if args.profile:

@@ -16,8 +16,8 @@ from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_mask
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.findings import cost, findings
-from fusion_prune_ros.prune.sweep import (SweepConfig, collect, dense_latency, remeasure_latency, rows, run_sweep,
-                                       write_profile, write_table)
+from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, remeasure_latency, rows,
+                                       run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig
 from fusion_prune_ros.runtime.profile import load_profile
@@ -146,16 +146,19 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     dense_meta = json.loads((shipped / "models" / "metadata.json").read_text())
     dense_ms = dense_latency(dense_meta, tmp_path / "variants")
     assert set(dense_ms) == {"fused", "lidar", "camera"}
+    floor = channel_floor(tmp_path / "variants")
+    assert floor["params_m"] < min(m["complexity"]["params_m"] for m in collect(tmp_path / "variants"))
     manifests = collect(tmp_path / "variants")
     assert all(m["latency_ms"]["remeasured_with_dense"] and "ort-cpu-2t-in-sweep" in m["latency_ms"]
                for m in manifests)
     table = rows(manifests, dense_meta, dense_ms["fused"])
     fused_ms = manifests[0]["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
     assert table[1]["ort_speedup"] == round(dense_ms["fused"] / fused_ms, 2)
-    write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny", findings(table, manifests))
+    write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny", findings(table, manifests, floor))
     report = (tmp_path / "r.md").read_text()
     assert "magnitude-channel-50-s0" in report
     assert "| 50% | taylor |" in report  # the method is compared with magnitude at its level
+    assert "Floor: the narrowest channel-pruned network" in report
     profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
                             tmp_path / "profiles" / "default.yaml", ship_root=tmp_path / "ship")
     loaded = load_profile(tmp_path / "profiles" / "default.yaml")

@@ -165,6 +165,14 @@ def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inp
     return pruned, info
 
 
+def narrowest(model: nn.Module, example_inputs: tuple) -> nn.Module:
+    """A copy with every prunable group at its minimum width (MIN_KEEP of its channels): the fastest network
+    channel pruning can produce here. Its latency is the floor under every channel-pruned variant; what remains
+    is the part no channel pruning reaches (the stems, the camera lift, pillar scatter, the head's output convs)."""
+    uniform = Scores(weights={u.name: torch.ones_like(u.weight) for u in prunable_units(model)})
+    return _prune_at(model, uniform, 1.0, example_inputs, None)
+
+
 def _out_channels(module: nn.Module) -> int:
     return module.out_channels
 

@@ -89,13 +89,16 @@ LATENCY_KEY = "ort-cpu-2t"
 def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, iterations: int = 40) -> None:
     """Re-time the dense model's and every variant's three graphs side by side (ONNX Runtime CPU, 2 threads) and
     write the numbers into the manifests (the sweep's own measurement kept as `ort-cpu-2t-in-sweep`) and
-    variants_root/dense_latency.json. Each variant is timed when it finishes, often while the next one trains on
-    the same cores; re-timed together, the table's speed-ups are ratios from one run."""
+    variants_root/dense_latency.json, with the narrowest channel-pruned network (granularity.narrowest) timed
+    beside them: the floor of what channel pruning can gain. Each variant is timed when it finishes, often while
+    the next one trains on the same cores; re-timed together, the table's speed-ups are ratios from one run."""
     from ..config import DetectorConfig
-    from ..export.onnx_export import INPUT_NAMES
-    from ..model.flops import example_inputs
+    from ..export.onnx_export import INPUT_NAMES, export_onnx
+    from ..model.checkpoint import load_detector
+    from ..model.flops import count_flops, example_inputs
     from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.timing import time_side_by_side
+    from .granularity import narrowest
 
     cfg = load_yaml(DetectorConfig, dense_dir / "detector.yaml")
     inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
@@ -106,9 +109,15 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
         for mode in ("fused", "lidar", "camera"):
             session = backend.load(folder / f"{mode}.onnx", mode)
             fns[(name, mode)] = (lambda s: lambda: s.run(inputs))(session)
+    floor_model = narrowest(load_detector(dense_dir / "model.pt")[0], example_inputs(cfg)["fused"])
+    (variants_root / "channel_floor").mkdir(parents=True, exist_ok=True)
+    floor_path = export_onnx(floor_model, cfg, "fused", variants_root / "channel_floor" / "fused.onnx")
+    fns[("channel_floor", "fused")] = (lambda s: lambda: s.run(inputs))(backend.load(floor_path, "fused"))
     timed = time_side_by_side(fns, iterations)
     dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
-    (variants_root / DENSE_LATENCY).write_text(json.dumps({LATENCY_KEY: dense}, indent=1))
+    size = count_flops(floor_model, cfg)
+    floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"], LATENCY_KEY: timed[("channel_floor", "fused")]}
+    (variants_root / DENSE_LATENCY).write_text(json.dumps({LATENCY_KEY: dense, "channel_floor": floor}, indent=1))
     for m in manifests:
         lat = m["latency_ms"]
         lat.setdefault(f"{LATENCY_KEY}-in-sweep", lat[LATENCY_KEY])
@@ -123,6 +132,12 @@ def dense_latency(dense_meta: dict, variants_root: Path) -> dict:
     if path.is_file():
         return {mode: v["median_ms"] for mode, v in json.loads(path.read_text())[LATENCY_KEY].items()}
     return {mode: g[LATENCY_KEY]["median_ms"] for mode, g in dense_meta["graphs"].items()}
+
+
+def channel_floor(variants_root: Path) -> dict | None:
+    """The narrowest network's size and latency from the last side-by-side re-timing (None before one)."""
+    path = Path(variants_root) / DENSE_LATENCY
+    return json.loads(path.read_text()).get("channel_floor") if path.is_file() else None
 
 
 def rows(manifests: list, dense: dict, dense_ms: float | None = None) -> list:
