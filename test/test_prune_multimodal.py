@@ -24,7 +24,7 @@ from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer, Stage, channels_reactivated
+from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer, Stage, channels_reactivated, spearman
 from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
 from fusion_prune_ros.prune.scorers.crossprune import (CrossPruneScorer, FeatureDistortion, project,
                                                        project_unstructured, relative_residual)
@@ -127,6 +127,7 @@ def test_altermoma_reactivation_makes_an_unused_lidar_unit_important():
     assert top["unit"] == "lidar.shared"
     assert top["deci"] == 0.0 and top["masked_before"] == 0.0 and top["masked_after"] > 0.0
     assert scores.info["reactivation"]["rank_changed"]["lidar"] == 1.0
+    assert {m: v["params"] for m, v in scores.info["alter_eva"].items()} == {"camera": 2, "lidar": 2, "fusion": 12}
     assert float(scores.weights["lidar.shared"].sum()) < 0.0  # pure ReRI: the first LiDAR unit to go
     assert ctx.model.fuser.conv.weight[0, 0].item() == 0.0  # scoring left the model alone
 
@@ -143,6 +144,12 @@ def test_channel_reactivation_counts_channels_that_climb_from_the_bottom_half():
     assert stat["bottom_half_channels"] == 3 and stat["rose_to_top_quarter"] == 1
     assert stat["largest"] == {"unit": "lidar.a", "channel": 0, "percentile_before": 0.0, "percentile_after": 1.0,
                                "climb": 1.0}
+
+
+def test_spearman_is_the_rank_correlation():
+    x = torch.tensor([0.1, 5.0, 2.0, 3.0])
+    assert spearman(x, x ** 3) == pytest.approx(1.0) and spearman(x, -x) == pytest.approx(-1.0)
+    assert spearman(x, torch.tensor([1.0, 2.0, 4.0, 3.0])) == pytest.approx(0.4)
 
 
 def test_crossprune_admm_converges_to_the_projection():

@@ -159,6 +159,32 @@ def channels_reactivated(deci: dict, stage: Stage, units: list) -> dict:
             "fraction": round(lifted / low, 4) if low else 0.0, "largest": best}
 
 
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Rank correlation of two flat score vectors (ties broken by position: scores here are continuous)."""
+    ra = a.double().argsort().argsort().double()
+    rb = b.double().argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def eva_stats(deci: dict, reri_lidar_masked: dict, reri_camera_masked: dict, eva: dict, modules: dict) -> dict:
+    """Per module: how the two terms of AlterEva relate. If ReRI ranks weights like DeCI does (Spearman near 1),
+    the difference of the two normalised terms ranks by little more than noise; the share of negative AlterEva
+    says how much of the module the subtraction marks as redundant."""
+    out = {}
+    for module in ("camera", "lidar", "fusion"):
+        names = [n for n, m in modules.items() if m == module]
+        if not names:
+            continue
+        flat = lambda d: torch.cat([d[n].flatten() for n in names])  # noqa: E731
+        reri = {"camera": reri_lidar_masked, "lidar": reri_camera_masked}.get(module)
+        r = flat(reri) if reri is not None else (flat(reri_lidar_masked) + flat(reri_camera_masked)) / 2
+        e = flat(eva)
+        out[module] = {"params": int(e.numel()), "spearman_deci_reri": round(spearman(flat(deci), r), 4),
+                       "negative_fraction": round(float((e < 0).float().mean()), 4)}
+    return out
+
+
 class AlterMOMAScorer(Scorer):
     """AlterEva scores from alternative modality masking; see the module docstring."""
 
@@ -188,6 +214,7 @@ class AlterMOMAScorer(Scorer):
             "seconds": {"deci": round(deci_seconds, 2), "lidar_masked": round(lidar_masked.seconds, 2),
                         "camera_masked": round(camera_masked.seconds, 2),
                         "total": round(time.perf_counter() - start, 2)},
+            "alter_eva": eva_stats(deci, lidar_masked.reri(), camera_masked.reri(), weights, modules),
             "reactivation": {
                 # ranking by mean |theta0 g|: dense fused model vs reactivated model with the other modality masked
                 "rank_changed": {
