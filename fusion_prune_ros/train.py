@@ -63,6 +63,14 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def flush_denormals() -> None:
+    """Flush subnormal floats to zero on the CPU (process-wide). Measured: the first backward pass of a freshly
+    channel-pruned detector (DM3D, 80 %) on one training batch did not finish in 25 minutes (oneDNN's 1x1-conv
+    weight gradient on subnormal values: x86 microcode assists on every operation) and took 2.4 s with flushing.
+    Values below 1.2e-38 change no result that matters; GPUs flush by default."""
+    torch.set_flush_denormal(True)
+
+
 def fit(model: torch.nn.Module, dataset: DetectionDataset, cfg: TrainConfig, out_dir: str | Path,
         steps: int | None = None, lr: float | None = None, hooks: FitHooks = FitHooks(),
         device: str = "cpu", quiet: bool = False) -> dict:
@@ -75,6 +83,7 @@ def fit(model: torch.nn.Module, dataset: DetectionDataset, cfg: TrainConfig, out
     lr = lr or cfg.lr
     rank, world = _distributed()
     torch.manual_seed(cfg.seed)
+    flush_denormals()
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,

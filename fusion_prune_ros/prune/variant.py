@@ -26,7 +26,7 @@ from ..model.checkpoint import load_detector, save_detector
 from ..model.flops import count_flops, example_inputs
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ..runtime.timing import time_calls
-from ..train import FitHooks, fit
+from ..train import FitHooks, fit, flush_denormals
 from .calibration import PruneContext, calibration_batches
 from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
 from .scorers import get_scorer
@@ -74,6 +74,7 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     out.mkdir(parents=True, exist_ok=True)
     model, cfg, dense_meta = load_detector(dense)
     torch.manual_seed(spec.seed)
+    flush_denormals()  # scorers run backward passes through pruned and masked networks too
     train_cache = build_cache(cfg, cfg.data.train_split, quiet=quiet)
     t = cfg.train
     augment = Augment(flip=t.flip, drop_lidar=t.drop_lidar, drop_camera=t.drop_camera,
