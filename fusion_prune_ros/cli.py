@@ -237,7 +237,8 @@ def _sweep(args) -> None:
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     if args.profile:
-        write_profile(manifests, dense_dir, out, Path(args.profile), Path(args.ship) if args.ship else None)
+        write_profile(manifests, dense_dir, out, Path(args.profile), Path(args.ship) if args.ship else None,
+                      args.max_nds_loss)
         print(f"profile written: {args.profile}")
     print(f"results: {docs / 'pruning_results.md'}")
 
@@ -419,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="write this profile YAML")
     p.add_argument("--ship", metavar="DIR", help="copy the profile's pruned variants here (e.g. models/variants) "
                    "and point the profile at the copies")
+    p.add_argument("--max-nds-loss", type=float, default=0.05,
+                   help="latency steps of the profile lose at most this much NDS against the dense fused model")
     p.add_argument("--limit", type=int, help="run at most this many new variants now")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
     p.add_argument("--remeasure", action="store_true",

@@ -235,3 +235,38 @@ def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
     text = "\n".join(cost(manifests, log, planned))
     assert "| magnitude | 2 | 10 | 500 | 90 | 600 |" in text
     assert "4 variants, 2 done; 2 left at the measured mean of 10.0 min per variant = 0.3 h more" in text
+
+
+def _fake_model_dir(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for f in ("model.pt", "fused.onnx", "lidar.onnx", "camera.onnx", "detector.yaml", "manifest.json"):
+        (folder / f).write_bytes(f"{folder.name}/{f}".encode())
+
+
+def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(tmp_path):
+    def metrics(fused, cam_lost, lidar_lost):
+        return {"fused": {"mAP": fused, "NDS": fused}, "camera_lost": {"mAP": cam_lost, "NDS": cam_lost},
+                "lidar_lost": {"mAP": lidar_lost, "NDS": lidar_lost}}
+
+    def lat(fused, lidar, camera):
+        return {m: {"median_ms": v} for m, v in (("fused", fused), ("lidar", lidar), ("camera", camera))}
+
+    dense_dir = tmp_path / "models" / "base"
+    _fake_model_dir(dense_dir)
+    (dense_dir / "metadata.json").write_text(json.dumps({
+        "metrics": metrics(0.70, 0.67, 0.36), "complexity": {"params_m": 1.2},
+        "graphs": {m: {"ort-cpu-2t": v} for m, v in lat(28.0, 16.7, 23.0).items()}}))
+    manifests = []
+    for name, mets, lats in (("good", metrics(0.69, 0.66, 0.30), lat(20.0, 12.0, 15.0)),   # a step of both kinds
+                             ("junk", metrics(0.25, 0.24, 0.01), lat(8.0, 6.0, 7.0)),      # fast, far too lossy
+                             ("slow", metrics(0.68, 0.60, 0.20), lat(30.0, 20.0, 25.0))):  # dominated
+        _fake_model_dir(tmp_path / "variants" / name)
+        manifests.append({"name": name, "granularity": "channel", "seed": 0, "method": "m", "sparsity": 0.8,
+                          "metrics": mets, "complexity": {"params_m": 0.3}, "latency_ms": {"ort-cpu-2t": lats}})
+    profile = write_profile(manifests, dense_dir, tmp_path / "variants", tmp_path / "profiles" / "p.yaml",
+                            ship_root=tmp_path / "ship")
+    assert [v.name for v in profile.variants] == ["dense-fused", "good-fused", "dense-lidar", "good-lidar",
+                                                  "dense-camera"]
+    assert sorted(p.name for p in (tmp_path / "ship").iterdir()) == ["good"]  # only chosen pruned variants ship
+    assert sorted(p.name for p in (tmp_path / "ship" / "good").iterdir()) == ["fused.onnx", "lidar.onnx",
+                                                                            "manifest.json", "model.pt"]

@@ -82,6 +82,7 @@ COLUMNS = ("name", "method", "granularity", "sparsity", "seed", "realised", "cam
            "ort_ms", "ort_speedup", "scoring_s", "finetune_s")
 
 
+LADDER = (("fused", "fused"), ("lidar", "camera_lost"))  # graphs a latency step may use, judged under these conditions
 DENSE_LATENCY = "dense_latency.json"  # the dense graphs re-timed beside the variants (remeasure_latency)
 LATENCY_KEY = "ort-cpu-2t"
 
@@ -211,9 +212,16 @@ def pareto_plot(table: list, path: Path, granularity: str = "channel") -> None:
 
 
 def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
-                  ship_root: Path | None = None) -> Profile:
-    """The node's profile: the Pareto-optimal fused channel-pruned variants (NDS vs latency, the dense model
-    included), most accurate first, then the best LiDAR-only and camera-only graphs for sensor loss.
+                  ship_root: Path | None = None, max_nds_loss: float = 0.05) -> Profile:
+    """The node's profile: its latency ladder, then the fallbacks for sensor loss.
+
+    The ladder is the Pareto front (accuracy vs latency) over the fused graphs *and* the LiDAR-only graphs of the
+    dense model and every channel-pruned variant, most accurate first: with both sensors working the policy may
+    step down to either kind (a LiDAR-only graph is judged by its camera-lost accuracy, which is what it computes).
+    A graph more than `max_nds_loss` below the dense fused NDS is no step: a fast detector that misses what the
+    dense one finds is not what a budget should buy. Then the most accurate LiDAR-only graph (camera loss) and
+    camera-only graph (LiDAR loss) when the ladder lacks them. Camera-only graphs are never latency steps (the
+    policy uses them only without LiDAR).
 
     With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses,
     manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own folder holds
@@ -228,13 +236,19 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
                                "complexity": m["complexity"], "method": m["method"], "sparsity": m["sparsity"],
                                "granularity": m["granularity"],
                                "latency": {k: v["median_ms"] for k, v in m["latency_ms"]["ort-cpu-2t"].items()}})
+    nds = lambda c, condition: c["metrics"].get(condition, {}).get("NDS", -1.0)  # noqa: E731
+    floor = nds(candidates[0], "fused") - max_nds_loss
+    graphs = [(c, mode, nds(c, condition)) for c in candidates for mode, condition in LADDER
+              if nds(c, condition) >= floor]
     front = []
-    for c in sorted(candidates, key=lambda c: c["latency"]["fused"]):
-        if not front or c["metrics"]["fused"]["NDS"] > front[-1]["metrics"]["fused"]["NDS"]:
-            front.append(c)
-    chosen = [(c, "fused") for c in sorted(front, key=lambda c: -c["metrics"]["fused"]["NDS"])]
+    for c, mode, score in sorted(graphs, key=lambda g: (g[0]["latency"][g[1]], -g[2])):
+        if not front or score > front[-1][2]:
+            front.append((c, mode, score))
+    chosen = [(c, mode) for c, mode, _ in sorted(front, key=lambda g: -g[2])]
     for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):
-        chosen.append((max(candidates, key=lambda c: c["metrics"].get(condition, {}).get("NDS", -1)), mode))
+        best = max(candidates, key=lambda c: nds(c, condition))
+        if (best, mode) not in chosen:
+            chosen.append((best, mode))
     if ship_root is not None:
         keep = {c["name"] for c, _ in chosen}
         for stale in Path(ship_root).glob("*/manifest.json"):  # variants an earlier sweep shipped, no longer chosen
