@@ -523,6 +523,11 @@ def main(argv=None) -> int:
     # SIGTERM (a stopped job, `kill`) unwinds like Ctrl-C, so every stage removes its half-written output.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "prune", "sweep", "allocation-ablation"):
+        # Before any parallel region: the flag is per thread, and OpenMP workers inherit it only when created after.
+        from .train import flush_denormals
+
+        flush_denormals()
     try:
         args.func(args)
     except UserError as e:

@@ -129,7 +129,7 @@ def test_unknown_method_is_a_clear_error():
 
 def test_tiny_sweep_end_to_end(shipped, tmp_path):
     cfg = SweepConfig(prune=PruneConfig(calibration_frames=4, calibration_batch=2, finetune_steps=3, finetune_batch=2,
-                                        latency_iterations=2, conditions=("fused", "camera_lost")),
+                                        latency_iterations=2, conditions=("fused", "camera_lost"), round_to=0),
                       channel_methods=["magnitude", "taylor"], channel_levels=[0.5])
     dense = shipped / "models" / "model.pt"
     manifests = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
