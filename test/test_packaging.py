@@ -43,3 +43,19 @@ def test_setup_py_installs_the_config_the_package_reads_from_its_share_folder(mo
     for folder in ("config/detector", "config/scenarios"):  # demo.py: share_file("config/scenarios/demo.yaml")
         for path in sorted((REPO / folder).glob("*.yaml")):
             assert f"share/{PACKAGE}/{folder}/{path.name}" in files, f"setup.py does not install {folder}/{path.name}"
+
+
+def test_every_file_a_shipped_profile_names_is_installed_beside_it(monkeypatch):
+    """Profiles name their graphs relative to themselves: installed under share/, the same relative paths must
+    land on installed files (models/base and the pruned variants in models/variants)."""
+    import yaml
+
+    files = _data_files(monkeypatch)
+    for profile in sorted((REPO / "config" / "profiles").glob("*.yaml")):
+        data = yaml.safe_load(profile.read_text())
+        installed_dir = Path(f"share/{PACKAGE}/config/profiles")
+        named = [data["detector"]] + [v[k] for v in data["variants"] for k in ("onnx", "checkpoint") if v.get(k)]
+        for rel in named:
+            dest = os.path.normpath(installed_dir / rel)
+            assert dest in files, f"{profile.name} names {rel}, which setup.py does not install ({dest})"
+            assert files[dest].resolve() == (profile.parent / rel).resolve()
