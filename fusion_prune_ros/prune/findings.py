@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .sweep import scoring_seconds
+
 MULTIMODAL = ("altermoma", "crossprune", "dm3d", "mmprune4u")
 BASELINES = ("taylor", "snip", "random")
 NDS_TOLERANCE = 0.005  # when no seed spread is measured yet: half an NDS point
@@ -38,8 +40,9 @@ def cost(manifests: list, log: list, planned: list) -> list:
     per_method = defaultdict(list)
     for m in manifests:
         whole = seconds.get(m["name"])
-        rest = whole - m["scoring"]["seconds"] - m["finetune"]["seconds"] if whole is not None else None
-        per_method[m["method"]].append((m["scoring"]["seconds"], m["finetune"]["seconds"], rest, whole))
+        scoring = scoring_seconds(m)
+        rest = whole - scoring - m["finetune"]["seconds"] if whole is not None else None
+        per_method[m["method"]].append((scoring, m["finetune"]["seconds"], rest, whole))
     lines += ["| method | variants | scoring s (mean) | fine-tuning s (mean) | evaluation + export s (mean) | "
               "whole variant s (mean) |", "|---|---|---|---|---|---|"]
     for method, vals in sorted(per_method.items()):

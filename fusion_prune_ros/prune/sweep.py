@@ -141,6 +141,13 @@ def channel_floor(variants_root: Path) -> dict | None:
     return json.loads(path.read_text()).get("channel_floor") if path.is_file() else None
 
 
+def scoring_seconds(manifest: dict) -> float:
+    """Wall seconds of scoring. (Manifests written before scorer_seconds existed may hold a scorer's per-stage
+    breakdown under "seconds"; its total is the same wall time.)"""
+    value = manifest["scoring"]["seconds"]
+    return float(value["total"]) if isinstance(value, dict) else float(value)
+
+
 def rows(manifests: list, dense: dict, dense_ms: float | None = None) -> list:
     """One flat row per variant (plus the dense model), for the table, the CSV and the plot. `dense_ms`: the
     dense fused graph's latency from the same run as the variants' (default: the export's)."""
@@ -158,7 +165,7 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None) -> list:
                     "camera": per.get("camera", 0.0), "lidar": per.get("lidar", 0.0),
                     "fusion": per.get("fusion", 0.0), "params_m": m["complexity"]["params_m"],
                     "gflops": m["complexity"]["fused"]["gflops"], **_metric_cols(m["metrics"]), "ort_ms": ms,
-                    "ort_speedup": round(dense_ms / ms, 2), "scoring_s": m["scoring"]["seconds"],
+                    "ort_speedup": round(dense_ms / ms, 2), "scoring_s": scoring_seconds(m),
                     "finetune_s": m["finetune"]["seconds"]})
     return out
 

@@ -101,8 +101,10 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
         scorer = get_scorer(spec.method, **pcfg.method_options.get(spec.method, {}))
         start = time.time()
         scores = scorer(ctx, spec.sparsity, spec.granularity)
-        scoring = {"seconds": round(time.time() - start, 1), "regulariser": scores.regulariser is not None,
-                   **scores.info}
+        # The scorer's own "seconds" (a float or a per-stage breakdown) stays as "scorer_seconds"; "seconds" is the
+        # wall time of scoring, the same quantity for every method.
+        scoring = {**{("scorer_seconds" if k == "seconds" else k): v for k, v in scores.info.items()},
+                   "seconds": round(time.time() - start, 1), "regulariser": scores.regulariser is not None}
         pruned, masks, structure = _apply(model, scores, spec, pcfg, cfg)
         scoring["structure"] = structure
         regulariser = scores.regulariser
