@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsity", type=float, required=True, help="fraction of prunable parameters removed")
     p.add_argument("--granularity", default="channel", choices=("channel", "nm24", "unstructured"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", help="PruneConfig YAML (config/prune/budget.yaml)")
+    p.add_argument("--config", help="PruneConfig YAML (default: the sweep's budget, 300 steps, 128 calibration frames)")
     p.add_argument("--out", default="runs/variants")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_prune)
