@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..config import load_yaml
 from ..export.onnx_export import sha256
+from ..export.ship import LATENCY_KEY
 from ..runtime.profile import Profile, Variant, save_profile
 from .variant import PruneConfig, PruneSpec, prune_variant
 
@@ -84,7 +85,6 @@ COLUMNS = ("name", "method", "granularity", "sparsity", "seed", "realised", "cam
 
 LADDER = (("fused", "fused"), ("lidar", "camera_lost"))  # graphs a latency step may use, judged under these conditions
 DENSE_LATENCY = "dense_latency.json"  # the dense graphs re-timed beside the variants (remeasure_latency)
-LATENCY_KEY = "ort-cpu-2t"
 
 
 def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, iterations: int = 40) -> None:
@@ -117,7 +117,8 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     timed = time_side_by_side(fns, iterations)
     dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
     size = count_flops(floor_model, cfg)
-    floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"], LATENCY_KEY: timed[("channel_floor", "fused")]}
+    floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"],
+             LATENCY_KEY: timed[("channel_floor", "fused")]}
     (variants_root / DENSE_LATENCY).write_text(json.dumps({LATENCY_KEY: dense, "channel_floor": floor}, indent=1))
     for m in manifests:
         lat = m["latency_ms"]
