@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import to_dict
 from ..data.dataset import Augment, DetectionDataset, build_cache
 from ..model.checkpoint import load_detector
-from ..model.flops import example_inputs
 from .allocate import dp_allocate, total
 from .calibration import calibration_batches
 from .granularity import apply_masks, unstructured_masks
-from .scorers.base import Scores, weights_of
-from .scorers.dm3d import budget_used, by_modality, hessian_curve, objective_gradients, sparsity_of, unit_macs
+from .scorers.base import Scores
+from .scorers.dm3d import budget_used, by_modality, distortion_curves, sparsity_of
 from .units import prunable_units
 
 
@@ -53,12 +51,8 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
     plain = DetectionDataset(build_cache(dcfg, dcfg.data.train_split, quiet=quiet), dcfg, Augment(), seed=0)
     calibration = calibration_batches(plain, cfg.calibration_frames, cfg.calibration_batch, seed=0)
     units = prunable_units(model)
-    weights = weights_of(model)
-    grads = objective_gradients(model, calibration)
-    kappa = float(torch.cat([g.flatten() for g in grads.values()]).pow(2).mean())
-    ratios = np.arange(cfg.steps) / cfg.steps
-    curves = {u.name: hessian_curve(weights[u.name], grads[u.name], kappa, ratios) for u in units}
-    flops = unit_macs(model, example_inputs(dcfg)["fused"])
+    c = distortion_curves(model, calibration, dcfg, cfg.steps)
+    weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
     numels = {u.name: u.numel for u in units}
     costs = {n: flops[n] * (1.0 - ratios) for n in curves}
     scoring_s = round(time.time() - start, 1)

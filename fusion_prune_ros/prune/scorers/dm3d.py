@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -182,6 +183,30 @@ def allocate_for_sparsity(curves: dict, ratios: np.ndarray, flops: dict, numels:
     return best[0], best[1]
 
 
+@dataclass
+class Curves:
+    """Everything DM3D's allocation reads: per-unit weights, objective gradients, Hessian distortion curves on the
+    ratio grid, and per-unit FLOPs (MACs of one frame)."""
+
+    weights: dict
+    grads: dict
+    kappa: float
+    ratios: np.ndarray
+    curves: dict
+    flops: dict
+
+
+def distortion_curves(model: nn.Module, calibration: list, cfg, steps: int = 100, kappa_scale: float = 1.0,
+                      lambdas: tuple = (1.0, 1.0)) -> Curves:
+    """DM3D's per-unit Hessian distortion curves (ratios 0, 1/steps, ..., (steps-1)/steps) and unit FLOPs."""
+    weights = weights_of(model)
+    grads = objective_gradients(model, calibration, lambdas)
+    kappa = kappa_scale * float(torch.cat([g.flatten() for g in grads.values()]).pow(2).mean())
+    ratios = np.arange(steps) / steps
+    curves = {u.name: hessian_curve(weights[u.name], grads[u.name], kappa, ratios) for u in prunable_units(model)}
+    return Curves(weights, grads, kappa, ratios, curves, unit_macs(model, example_inputs(cfg)["fused"]))
+
+
 class DM3DScorer(Scorer):
     """Weights ranked by |w g| within a unit; per-unit keep ratios from the Hessian distortion curves allocated
     under a FLOPs budget. `steps`: grid size (phi = 0, 1/steps, ..., (steps-1)/steps)."""
@@ -197,12 +222,8 @@ class DM3DScorer(Scorer):
     def __call__(self, ctx: PruneContext, sparsity: float, granularity: str) -> Scores:
         start = time.perf_counter()
         units = prunable_units(ctx.model)
-        weights = weights_of(ctx.model)
-        grads = objective_gradients(ctx.model, ctx.calibration, self.lambdas)
-        kappa = self.kappa_scale * float(torch.cat([g.flatten() for g in grads.values()]).pow(2).mean())
-        ratios = np.arange(self.steps) / self.steps
-        curves = {u.name: hessian_curve(weights[u.name], grads[u.name], kappa, ratios) for u in units}
-        flops = unit_macs(ctx.model, example_inputs(ctx.cfg)["fused"])
+        c = distortion_curves(ctx.model, ctx.calibration, ctx.cfg, self.steps, self.kappa_scale, self.lambdas)
+        weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
         numels = {u.name: u.numel for u in units}
         choice, budget = allocate_for_sparsity(curves, ratios, flops, numels, sparsity, self.allocator)
         summary_idx = [int(np.argmin(np.abs(ratios - p))) for p in CURVE_SUMMARY_AT]
