@@ -213,6 +213,7 @@ def _sweep(args) -> None:
     from .prune.findings import cost, findings
     from .prune.sweep import (channel_floor, collect, dense_latency, load_sweep_config, pareto_plot, plan, read_log,
                               remeasure_latency, rows, run_sweep, write_profile, write_table)
+    from .prune.variant_latency import GPU_LATENCY, read_latency
 
     cfg = load_sweep_config(args.config)
     specs = plan(cfg)
@@ -228,12 +229,13 @@ def _sweep(args) -> None:
     if args.remeasure:
         remeasure_latency(manifests, dense_dir, out)
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
-    table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"])
+    gpu = read_latency(out / GPU_LATENCY)
+    table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"], gpu)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
                 f"Pruning results ({len(manifests)} variants, measured)",
-                findings(table, manifests, channel_floor(out)) + cost(manifests, read_log(out), [s.name for s in specs]))
+                findings(table, manifests, channel_floor(out), gpu) + cost(manifests, read_log(out), [s.name for s in specs]))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     if args.profile:
@@ -269,6 +271,28 @@ def _demo(args) -> None:
     print(format_demo(results))
     print(f"timeline: {Path(args.out) / 'timeline.png'}, BEV: {Path(args.out) / 'bev.png'}, "
           f"details: {Path(args.out) / 'demo.json'}")
+
+
+def _variant_latency(args) -> None:
+    from .prune.variant_latency import GPU_LATENCY, time_variants, write_latency
+
+    result = time_variants(Path(args.dense), Path(args.variants), args.backend, args.device, args.iterations,
+                           fp16=None if args.precision == "auto" else args.precision == "fp16")
+    out = Path(args.out) if args.out else Path(args.variants) / GPU_LATENCY
+    write_latency(result, out)
+    dense = result["latency_ms"]["dense"]["fused"]["median_ms"]
+    print(f"{result['backend']} on {result['device_name']}, {result['iterations']} calls per graph -> {out}")
+    print(f"{'variant':<34} {'fused ms':>9} {'p95':>7} {'vs dense':>8} {'lidar ms':>9} {'camera ms':>10}")
+    for name, t in result["latency_ms"].items():
+        print(f"{name:<34} {t['fused']['median_ms']:>9.2f} {t['fused']['p95_ms']:>7.2f} "
+              f"{dense / t['fused']['median_ms']:>7.2f}x {t['lidar']['median_ms']:>9.2f} {t['camera']['median_ms']:>10.2f}")
+    if "device_ms" in result:
+        print("the CUDA graph alone (inputs already on the GPU, CUDA events):")
+        dense = result["device_ms"]["dense"]["fused"]["median_ms"]
+        for name, t in result["device_ms"].items():
+            print(f"{name:<34} {t['fused']['median_ms']:>9.3f} {t['fused']['p95_ms']:>7.3f} "
+                  f"{dense / t['fused']['median_ms']:>7.2f}x {t['lidar']['median_ms']:>9.3f} "
+                  f"{t['camera']['median_ms']:>10.3f}")
 
 
 def _bench(args) -> None:
@@ -428,6 +452,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-time the dense model and every variant side by side first (on an otherwise idle machine)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("variant-latency", help="time the dense model and every sweep variant side by side on one "
+                       "backend (e.g. PyTorch CUDA on a lent GPU)",
+                       description="Writes <variants>/latency_gpu.json (or --out), which the sweep report shows as "
+                                   "the gpu_ms / gpu_speedup columns.")
+    p.add_argument("--dense", default="models/base", help="the dense model folder (detector.yaml, graphs, model.pt)")
+    p.add_argument("--variants", default="runs/variants")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp16", "fp32"),
+                   help="torch backend: auto = fp16 with a CUDA graph on a GPU, fp32 on the CPU")
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--out", help="JSON path (default <variants>/latency_gpu.json)")
+    p.set_defaults(func=_variant_latency)
 
     p = sub.add_parser("allocation-ablation", help="DM3D's DP allocation vs uniform at equal FLOPs (no fine-tuning)")
     p.add_argument("--dense", required=True)

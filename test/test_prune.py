@@ -2,6 +2,7 @@
 tiny end-to-end sweep (two methods, one level, a few steps)."""
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, d
                                        run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig
+from fusion_prune_ros.prune.variant_latency import time_variants
 from fusion_prune_ros.runtime.profile import load_profile
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
@@ -154,6 +156,13 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     table = rows(manifests, dense_meta, dense_ms["fused"])
     fused_ms = manifests[0]["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
     assert table[1]["ort_speedup"] == round(dense_ms["fused"] / fused_ms, 2)
+    # The GPU column comes from a variant-latency file (here timed with PyTorch on the CPU: the same plumbing).
+    assert math.isnan(table[1]["gpu_ms"])
+    timed = time_variants(shipped / "models", tmp_path / "variants", "torch", "cpu", iterations=2)
+    assert set(timed["latency_ms"]) == {"dense", *(m["name"] for m in manifests)}
+    ms = {name: t["fused"]["median_ms"] for name, t in timed["latency_ms"].items()}
+    with_gpu = rows(manifests, dense_meta, dense_ms["fused"], timed)
+    assert with_gpu[1]["gpu_speedup"] == round(ms["dense"] / ms[with_gpu[1]["name"]], 2)
     write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny", findings(table, manifests, floor))
     report = (tmp_path / "r.md").read_text()
     assert "magnitude-channel-50-s0" in report
@@ -208,6 +217,16 @@ def test_findings_judge_the_targets_from_the_rows():
     assert "best altermoma mAP 0.5600 vs magnitude 0.5000: +12.0% relative (met; 2 of 4 methods measured)" in text
     assert "a80: 3.00x (10.0 vs 30.0 ms), NDS 0.5200 vs 0.7000: 18.00 points lost (not met; 4 variants >= 3x)" in text
     assert "| magnitude | 80% | 2 | 0.4950 | 0.0100 | 0.4950 | 0.0100 |" in text
+    assert "On a GPU" not in text  # no GPU file, no GPU section
+    summary = lambda ms: {mode: {"median_ms": ms} for mode in ("fused", "lidar", "camera")}  # noqa: E731
+    gpu = {"backend": "torch (cuda, fp16)", "device_name": "NVIDIA H200", "measured": "2026-11-27",
+           "latency_ms": {"dense": summary(1.5), "a80": summary(1.2)},
+           "device_ms": {"dense": summary(0.6), "a80": summary(0.3)}}
+    text = "\n".join(findings(table, [], gpu=gpu))
+    assert "### On a GPU (torch (cuda, fp16) on NVIDIA H200, measured 2026-11-27)" in text
+    assert "for the 1 variants finished then, timed side by side with dense (1.50 ms); speed-ups from 1.00x to 1.25x" \
+        in text
+    assert "dense 0.60 ms, fastest a80 0.30 ms (2.00x)" in text
 
 
 def test_allocation_ablation_gives_the_dp_uniform_flops_and_less_predicted_distortion(shipped, tmp_path):

@@ -26,7 +26,8 @@ from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructu
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer, Stage, channels_reactivated, spearman
 from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
-from fusion_prune_ros.prune.scorers.crossprune import (CrossPruneScorer, FeatureDistortion, project,
+from fusion_prune_ros.prune.scorers.crossprune import (FEATURE_NORMS, CrossPruneScorer, FeatureDistortion,
+                                                       distortion, fuser_features, kept_channels, project,
                                                        project_unstructured, relative_residual)
 from fusion_prune_ros.prune.units import Unit, prunable_units
 
@@ -241,3 +242,31 @@ def test_both_scorers_run_end_to_end_on_the_small_detector(small):
     assert cross.info["rho"][0] == pytest.approx(1e-4) and cross.info["rho"][-1] == pytest.approx(1e-1)
     after = small.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_feature_distortion_compares_a_channel_pruned_student_with_the_channels_it_kept(small):
+    """CrossPrune fine-tunes a channel-pruned student against the dense teacher: its narrower maps are compared
+    with the teacher channels they were cut from (a width mismatch once stopped the sweep)."""
+    scores = get_scorer("magnitude")(small, 0.5, "channel")
+    pruned, _ = channel_prune(small.model, scores, 0.5, example_inputs(small.cfg)["fused"])
+    teacher, student = dict(small.model.named_modules()), dict(pruned.named_modules())
+    assert any(student[n].num_features < teacher[n].num_features for n in FEATURE_NORMS)
+    for n in FEATURE_NORMS:  # the matched channels are the ones whose weights the student carries
+        idx = kept_channels(teacher[n], student[n])
+        assert len(idx) == student[n].num_features and bool((idx[1:] > idx[:-1]).all())
+        assert torch.equal(teacher[n].weight[idx], student[n].weight)
+    reg = FeatureDistortion(small.model, gamma=1.0)
+    reg.bind(pruned)
+    batch = small.calibration[0]
+    with torch.no_grad():
+        got = reg(pruned, batch)
+        want = distortion(fuser_features(pruned, batch),
+                          tuple(t[:, i] for t, i in zip(fuser_features(small.model, batch), reg.channels)))
+    assert torch.isfinite(got) and float(got) == pytest.approx(float(want))
+    reg.bind(small.model)  # the same widths: every channel, in order
+    assert reg.channels is None and float(reg(small.model, batch).detach()) == 0.0
+    moved = copy.deepcopy(pruned)
+    with torch.no_grad():
+        dict(moved.named_modules())[FEATURE_NORMS[0]].weight.add_(1.0)  # trained already: no guessing
+    with pytest.raises(ValueError, match="matches no teacher channel"):
+        FeatureDistortion(small.model, 1.0).bind(moved)

@@ -15,9 +15,10 @@ BASELINES = ("taylor", "snip", "random")
 NDS_TOLERANCE = 0.005  # when no seed spread is measured yet: half an NDS point
 
 
-def findings(table: list, manifests: list, floor: dict | None = None) -> list:
-    """Markdown lines: methods vs magnitude, the >= 80 % gain, seed spread, the 3x speed-up, the modality split
-    and the method-specific behaviours (AlterMOMA's reactivation, MMPrune4U's and DM3D's per-modality ratios)."""
+def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict | None = None) -> list:
+    """Markdown lines: methods vs magnitude, the >= 80 % gain, seed spread, the 3x speed-up (and what a GPU
+    measured, when one did), the modality split and the method-specific behaviours (AlterMOMA's reactivation,
+    MMPrune4U's and DM3D's per-modality ratios)."""
     channel = [r for r in table if r["granularity"] == "channel"]
     spread = seed_spread(channel)
     tol = max((s["NDS_spread"] for s in spread), default=None)
@@ -26,6 +27,7 @@ def findings(table: list, manifests: list, floor: dict | None = None) -> list:
     lines += _high_sparsity_gain(channel)
     lines += _seeds(spread)
     lines += _speedup(table, floor)
+    lines += _gpu(gpu)
     lines += _modality_split(channel)
     lines += _reactivation(manifests)
     return lines
@@ -156,6 +158,25 @@ def _speedup(table: list, floor: dict | None) -> list:
     return lines + [f"- {best['name']}: {best['ort_speedup']:.2f}x ({best['ort_ms']:.1f} vs {dense['ort_ms']:.1f} ms), "
                     f"NDS {best['NDS']:.4f} vs {dense['NDS']:.4f}: {loss:.2f} points lost "
                     f"({'met' if loss <= 1.0 else 'not met'}; {len(fast)} variants >= 3x)", ""]
+
+
+def _gpu(gpu: dict | None) -> list:
+    """The gpu_ms column's source, and the network alone on the GPU when the file has it (variant_latency)."""
+    if not gpu:
+        return []
+    whole = {n: t["fused"]["median_ms"] for n, t in gpu["latency_ms"].items()}
+    lines = [f"### On a GPU ({gpu['backend']} on {gpu['device_name']}, measured {gpu['measured']})", "",
+             f"gpu_ms is one call as the node makes it (inputs to the GPU, network, outputs back) for the "
+             f"{len(whole) - 1} variants finished then, timed side by side with dense ({whole['dense']:.2f} ms); "
+             f"speed-ups from {min(whole['dense'] / v for v in whole.values()):.2f}x to "
+             f"{max(whole['dense'] / v for v in whole.values()):.2f}x."]
+    if "device_ms" in gpu:
+        alone = {n: t["fused"]["median_ms"] for n, t in gpu["device_ms"].items()}
+        fastest = min(alone, key=alone.get)
+        lines[-1] += (f" The network alone (its CUDA graph, CUDA events): dense {alone['dense']:.2f} ms, fastest "
+                      f"{fastest} {alone[fastest]:.2f} ms ({alone['dense'] / alone[fastest]:.2f}x); the rest of a "
+                      f"call is copying inputs and outputs, the same for every variant.")
+    return lines + [""]
 
 
 def _modality_split(rows: list) -> list:

@@ -80,7 +80,7 @@ def collect(out_root: str | Path) -> list:
 
 COLUMNS = ("name", "method", "granularity", "sparsity", "seed", "realised", "camera", "lidar", "fusion", "params_m",
            "gflops", "mAP", "NDS", "mAP_cam_lost", "NDS_cam_lost", "mAP_lidar_lost", "NDS_lidar_lost",
-           "ort_ms", "ort_speedup", "scoring_s", "finetune_s")
+           "ort_ms", "ort_speedup", "gpu_ms", "gpu_speedup", "scoring_s", "finetune_s")
 
 
 LADDER = (("fused", "fused"), ("lidar", "camera_lost"))  # graphs a latency step may use, judged under these conditions
@@ -149,15 +149,23 @@ def scoring_seconds(manifest: dict) -> float:
     return float(value["total"]) if isinstance(value, dict) else float(value)
 
 
-def rows(manifests: list, dense: dict, dense_ms: float | None = None) -> list:
+def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict | None = None) -> list:
     """One flat row per variant (plus the dense model), for the table, the CSV and the plot. `dense_ms`: the
-    dense fused graph's latency from the same run as the variants' (default: the export's)."""
+    dense fused graph's latency from the same run as the variants' (default: the export's). `gpu`: a
+    variant_latency result (fused graphs timed on a GPU, dense among them); variants it lacks get NaN."""
+    gpu_ms = {name: t["fused"]["median_ms"] for name, t in (gpu or {}).get("latency_ms", {}).items()}
+
+    def gpu_cols(name: str) -> dict:
+        if name not in gpu_ms or "dense" not in gpu_ms:
+            return {"gpu_ms": float("nan"), "gpu_speedup": float("nan")}
+        return {"gpu_ms": gpu_ms[name], "gpu_speedup": round(gpu_ms["dense"] / gpu_ms[name], 2)}
+
     if dense_ms is None:
         dense_ms = dense["graphs"]["fused"][LATENCY_KEY]["median_ms"]
     out = [{"name": "dense", "method": "dense", "granularity": "-", "sparsity": 0.0, "seed": 0, "realised": 0.0,
             "camera": 0.0, "lidar": 0.0, "fusion": 0.0, "params_m": dense["complexity"]["params_m"],
             "gflops": dense["complexity"]["fused"]["gflops"], **_metric_cols(dense["metrics"]), "ort_ms": dense_ms,
-            "ort_speedup": 1.0, "scoring_s": 0.0, "finetune_s": 0.0}]
+            "ort_speedup": 1.0, **gpu_cols("dense"), "scoring_s": 0.0, "finetune_s": 0.0}]
     for m in manifests:
         ms = m["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
         per = m["sparsity_realised"]["per_modality"]
@@ -166,7 +174,7 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None) -> list:
                     "camera": per.get("camera", 0.0), "lidar": per.get("lidar", 0.0),
                     "fusion": per.get("fusion", 0.0), "params_m": m["complexity"]["params_m"],
                     "gflops": m["complexity"]["fused"]["gflops"], **_metric_cols(m["metrics"]), "ort_ms": ms,
-                    "ort_speedup": round(dense_ms / ms, 2), "scoring_s": scoring_seconds(m),
+                    "ort_speedup": round(dense_ms / ms, 2), **gpu_cols(m["name"]), "scoring_s": scoring_seconds(m),
                     "finetune_s": m["finetune"]["seconds"]})
     return out
 

@@ -108,6 +108,8 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
         pruned, masks, structure = _apply(model, scores, spec, pcfg, cfg)
         scoring["structure"] = structure
         regulariser = scores.regulariser
+        if hasattr(regulariser, "bind"):
+            regulariser.bind(pruned)
         torch.save({"module": pruned, "masks": masks, "scoring": scoring}, pruned_path)
 
     train_cfg = replace(cfg.train, batch_size=pcfg.finetune_batch, pct_start=0.05, seed=spec.seed)

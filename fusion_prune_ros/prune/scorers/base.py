@@ -21,7 +21,9 @@ class Scores:
     keep: unit name -> keep ratio chosen by a layer-adaptive allocator (DM3D, MMPrune4U); None lets the caller
     apply one global threshold over all units.
     state: unit name -> replacement weights (CrossPrune's ADMM moves the weights before masking); None = dense.
-    regulariser: extra fine-tuning loss (model, batch, outputs) -> tensor (MMPrune4U's information term).
+    regulariser: extra fine-tuning loss (model, batch, outputs) -> tensor (MMPrune4U's information term). One with a
+    `bind(model)` method is bound to the network it will fine-tune before that trains (CrossPrune's distortion
+    term finds which teacher channels a channel-pruned student kept).
     info: what the scorer measured (timings, settings), for the variant manifest.
     """
 

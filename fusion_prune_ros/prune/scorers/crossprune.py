@@ -33,6 +33,8 @@ Departures and choices (for the paper-vs-ours table; the abstract is silent on a
   model exactly), with BatchNorm in eval mode: D_feat is then exactly 0 at W0 and measures only weight changes.
 - gamma = 1. During fine-tuning the student trains in train mode against the eval-mode teacher, so D_feat there
   has a small floor from BatchNorm's batch statistics.
+- A channel-pruned student's maps have fewer channels than the teacher's: D_feat compares each student channel
+  with the teacher channel it came from (`FeatureDistortion.bind`, before fine-tuning starts).
 """
 from __future__ import annotations
 
@@ -53,6 +55,9 @@ from . import register
 from .base import CLIP_NORM, Scorer, Scores, sampled_batches, weights_of
 
 EPS = 1e-12
+# The BatchNorm that ends each of fuser_features' maps (LiDAR BEV, camera BEV, fused BEV): its per-channel
+# parameters identify which teacher channels a channel-pruned student kept.
+FEATURE_NORMS = ("lidar.out.1", "camera.reduce.1", "fuser.conv.1")
 PROJECTION = {"unstructured": "joint top-k over camera, lidar, fusion and head",
               "channel": "per unit: output channels by L2 norm", "nm24": "2:4 per unit"}
 
@@ -69,11 +74,34 @@ def fuser_features(model: nn.Module, batch: dict) -> tuple:
     return captured[-1]
 
 
-def distortion(student: tuple, teacher: tuple) -> torch.Tensor:
+def distortion(student: tuple, teacher: tuple, channels: tuple | None = None) -> torch.Tensor:
     """D_feat: the relative squared error of each feature map, summed. A map that is zero in the teacher (a masked
-    modality) contributes only if the student's is not."""
+    modality) contributes only if the student's is not. `channels`: per map, the teacher channels the student's
+    channels correspond to (a channel-pruned student), or None for all of them in order."""
+    if channels is not None:
+        teacher = tuple(t[:, idx] for t, idx in zip(teacher, channels))
     return sum(((s.float() - t.float()) ** 2).sum() / (t.float() ** 2).sum().clamp(min=EPS)
                for s, t in zip(student, teacher))
+
+
+def kept_channels(teacher_norm: nn.BatchNorm2d, student_norm: nn.BatchNorm2d) -> torch.Tensor:
+    """For each channel of a channel-pruned copy's BatchNorm, the index of the original channel it was cut from.
+
+    Torch-Pruning slices a BatchNorm's four per-channel parameters without changing them, so until the copy
+    trains, each of its channels matches exactly one original channel (four trained floats). The sliced order is
+    the original order. A channel without a match means the copy has already changed: an error, not a guess."""
+    def rows(bn):
+        return torch.stack([bn.weight.detach(), bn.bias.detach(), bn.running_mean, bn.running_var], 1)
+
+    t, s = rows(teacher_norm), rows(student_norm)
+    index, start = [], 0
+    for i, row in enumerate(s):
+        hits = torch.nonzero((t[start:] == row).all(1)).flatten()
+        if len(hits) == 0:
+            raise ValueError(f"student channel {i} matches no teacher channel: bind before fine-tuning")
+        index.append(start + int(hits[0]))
+        start = index[-1] + 1
+    return torch.tensor(index)
 
 
 class _NextForward:
@@ -113,6 +141,16 @@ class FeatureDistortion:
         self.teacher = copy.deepcopy(dense).eval().requires_grad_(False)
         self.gamma = gamma
         self._armed = weakref.WeakKeyDictionary()
+        self.channels = None  # per map, the teacher channels of a channel-pruned student (bind)
+
+    def bind(self, student: nn.Module) -> None:
+        """Fix which teacher channels the student's maps compare with; called on the network to fine-tune before
+        it trains. For an unpruned or masked student (same widths) this is every channel in order."""
+        teacher, pruned = dict(self.teacher.named_modules()), dict(student.named_modules())
+        if all(pruned[n].num_features == teacher[n].num_features for n in FEATURE_NORMS):
+            self.channels = None
+        else:
+            self.channels = tuple(kept_channels(teacher[n], pruned[n]) for n in FEATURE_NORMS)
 
     def __call__(self, model: nn.Module, batch: dict, model_outputs=None) -> torch.Tensor:
         capture = self._armed.pop(model, None)
@@ -125,7 +163,7 @@ class FeatureDistortion:
             self.teacher.to(device)
         with torch.no_grad():
             teacher = fuser_features(self.teacher, batch)
-        return self.gamma * distortion(student, teacher)
+        return self.gamma * distortion(student, teacher, self.channels)
 
 
 def rho_schedule(start: float, end: float, rounds: int) -> list:

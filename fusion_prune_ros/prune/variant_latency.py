@@ -1,0 +1,78 @@
+"""`fusion-prune variant-latency`: the dense model and every sweep variant timed side by side on one backend,
+written to one JSON file the sweep report reads (a GPU column beside the ONNX Runtime CPU one).
+
+Why a separate file rather than the manifests: the variants are pruned, fine-tuned and scored on the CPU machine,
+while a GPU is lent only now and then, for minutes, on another machine. There the variants' checkpoints are timed
+in one process (interleaved rounds, `time_side_by_side`), so the GPU speed-ups are ratios from one run, and the
+file comes back whole. A call times the whole frame as the node sees it: inputs copied to the device, the
+network, outputs copied back.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+from ..config import DetectorConfig, load_yaml
+from ..errors import UserError
+from ..export.onnx_export import INPUT_NAMES
+from ..model.flops import example_inputs
+from ..runtime.backends import create_backend
+from ..runtime.timing import summarise, time_side_by_side
+
+MODES = ("fused", "lidar", "camera")
+GPU_LATENCY = "latency_gpu.json"  # in the variants folder: what the sweep report reads
+
+
+def variant_folders(dense_dir: Path, variants_root: Path) -> dict:
+    """name -> folder holding <mode>.onnx and model.pt: the dense model, then every finished variant."""
+    folders = {"dense": Path(dense_dir)}
+    for manifest in sorted(Path(variants_root).glob("*/manifest.json")):
+        folders[manifest.parent.name] = manifest.parent
+    return folders
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} CPU"
+
+
+def time_variants(dense_dir: Path, variants_root: Path, kind: str, device: str, iterations: int = 100,
+                  fp16: bool | None = None) -> dict:
+    """{"backend", "device_name", "measured", "iterations", "latency_ms": {name: {mode: summary}}} and, for
+    PyTorch on a GPU, "device_ms" in the same layout: the CUDA graph alone, without the copies."""
+    dense_dir, variants_root = Path(dense_dir), Path(variants_root)
+    if not (dense_dir / "detector.yaml").is_file():
+        raise UserError(f"no dense model folder at {dense_dir} (detector.yaml missing)")
+    cfg = load_yaml(DetectorConfig, dense_dir / "detector.yaml")
+    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    options = {} if fp16 is None else {"fp16": fp16}
+    backend = create_backend(kind, device, threads=2, **options)
+    sessions = {(name, mode): backend.load(folder / f"{mode}.onnx", mode, folder / "model.pt")
+                for name, folder in variant_folders(dense_dir, variants_root).items() for mode in MODES}
+    timed = time_side_by_side({key: (lambda s: lambda: s.run(inputs))(s) for key, s in sessions.items()}, iterations)
+    result = {"backend": backend.describe(), "device_name": device_name(backend.device),
+              "measured": time.strftime("%Y-%m-%d"), "iterations": iterations, "latency_ms": _nested(timed)}
+    if all(getattr(s, "cuda_graph", False) for s in sessions.values()):
+        result["device_ms"] = _nested({key: summarise(s.device_ms(inputs, iterations)) for key, s in sessions.items()})
+    return result
+
+
+def _nested(flat: dict) -> dict:
+    out = {}
+    for (name, mode), summary in flat.items():
+        out.setdefault(name, {})[mode] = summary
+    return out
+
+
+def write_latency(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+
+
+def read_latency(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
