@@ -211,7 +211,8 @@ def _prune(args) -> None:
 
 def _sweep(args) -> None:
     from .prune.findings import cost, findings
-    from .prune.sweep import (channel_floor, collect, dense_latency, load_sweep_config, pareto_plot, plan, read_log,
+    from .prune.plots import pareto_plot, per_layer_plot
+    from .prune.sweep import (channel_floor, collect, dense_latency, load_sweep_config, plan, read_log,
                               remeasure_latency, rows, run_sweep, write_profile, write_table)
     from .prune.variant_latency import GPU_LATENCY, read_latency
 
@@ -238,6 +239,8 @@ def _sweep(args) -> None:
                 findings(table, manifests, channel_floor(out), gpu) + cost(manifests, read_log(out), [s.name for s in specs]))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
+    for level in (0.8, 0.9):
+        per_layer_plot(manifests, docs / f"per_layer_channel_{round(level * 100)}.png", level)
     if args.profile:
         write_profile(manifests, dense_dir, out, Path(args.profile), Path(args.ship) if args.ship else None,
                       args.max_nds_loss)

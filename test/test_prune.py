@@ -17,6 +17,7 @@ from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_mask
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.findings import cost, findings
+from fusion_prune_ros.prune.plots import per_layer_plot
 from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, remeasure_latency, rows,
                                        run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
@@ -168,6 +169,8 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     assert "magnitude-channel-50-s0" in report
     assert "| 50% | taylor |" in report  # the method is compared with magnitude at its level
     assert "Floor: the narrowest channel-pruned network" in report
+    assert per_layer_plot(manifests, tmp_path / "layers.png", 0.5) and (tmp_path / "layers.png").stat().st_size > 0
+    assert not per_layer_plot(manifests, tmp_path / "none.png", 0.8) and not (tmp_path / "none.png").exists()
     profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
                             tmp_path / "profiles" / "default.yaml", ship_root=tmp_path / "ship")
     loaded = load_profile(tmp_path / "profiles" / "default.yaml")

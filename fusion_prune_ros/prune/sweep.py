@@ -202,31 +202,6 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def pareto_plot(table: list, path: Path, granularity: str = "channel") -> None:
-    """NDS vs measured ONNX Runtime CPU latency, one line per method (the dense model as a star)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    dense = next(r for r in table if r["method"] == "dense")
-    methods = sorted({r["method"] for r in table if r["granularity"] == granularity})
-    for method in methods:
-        pts = sorted((r["ort_ms"], r["NDS"]) for r in table if r["method"] == method
-                     and r["granularity"] == granularity and r["seed"] == 0)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=method, ms=4)
-    ax.plot(dense["ort_ms"], dense["NDS"], "k*", ms=12, label="dense")
-    ax.set_xlabel("ONNX Runtime CPU latency, 2 threads [ms] (fused graph)")
-    ax.set_ylabel("NDS (generated val split)")
-    ax.set_title(f"{granularity} pruning: accuracy vs measured latency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
                   ship_root: Path | None = None, max_nds_loss: float = 0.05) -> Profile:
     """The node's profile: its latency ladder, then the fallbacks for sensor loss.

@@ -30,16 +30,17 @@ class Unit:
         return self.module.weight.numel()
 
 
+def modality_of(name: str) -> str:
+    """The module tag of a layer name (camera, lidar, fusion or head)."""
+    modality = next((m for prefix, m in MODALITY_OF_PREFIX if name.startswith(prefix)), None)
+    if modality is None:
+        raise ValueError(f"conv {name} belongs to no known module of the detector")
+    return modality
+
+
 def prunable_units(model: nn.Module) -> list:
-    units = []
-    for name, module in model.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or name in DENSE:
-            continue
-        modality = next((m for prefix, m in MODALITY_OF_PREFIX if name.startswith(prefix)), None)
-        if modality is None:
-            raise ValueError(f"conv {name} belongs to no known module of the detector")
-        units.append(Unit(name, module, modality))
-    return units
+    return [Unit(name, module, modality_of(name)) for name, module in model.named_modules()
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and name not in DENSE]
 
 
 def prunable_params(model: nn.Module) -> int:
