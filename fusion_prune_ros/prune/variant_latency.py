@@ -4,8 +4,8 @@ written to one JSON file the sweep report reads (a GPU column beside the ONNX Ru
 Why a separate file rather than the manifests: the variants are pruned, fine-tuned and scored on the CPU machine,
 while a GPU is lent only now and then, for minutes, on another machine. There the variants' checkpoints are timed
 in one process (interleaved rounds, `time_side_by_side`), so the GPU speed-ups are ratios from one run, and the
-file comes back whole. A call times the whole frame as the node sees it: inputs copied to the device, the
-network, outputs copied back.
+file comes back whole. A timed call is what the node's backend call costs: inputs copied to the device, the
+network, outputs copied back (preprocessing and decoding are not in it).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ GPU_LATENCY = "latency_gpu.json"  # in the variants folder: what the sweep repor
 
 
 def variant_folders(dense_dir: Path, variants_root: Path) -> dict:
-    """name -> folder holding <mode>.onnx and model.pt: the dense model, then every finished variant."""
+    """name -> folder of model.pt and the <mode>.onnx graphs (the torch backend reads only the checkpoint): the
+    dense model, then every finished variant."""
     folders = {"dense": Path(dense_dir)}
     for manifest in sorted(Path(variants_root).glob("*/manifest.json")):
         folders[manifest.parent.name] = manifest.parent
