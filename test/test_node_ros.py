@@ -175,7 +175,11 @@ def test_parameters_are_validated_and_a_budget_change_switches(shipped, tmp_path
         assert h.get_param("latency_budget_ms") == 1.0
         assert set(h.variants[len(first):]) - {first[-1]}, "no switch after the budget dropped"
         switches = [v for k, v in h.diag_values().items() if k.startswith("switch_")]
-        assert any("over budget" in v for v in switches), switches
+        # Under the 1 ms budget the faster LiDAR-only graph runs. The reason depends on DDS timing: the running
+        # variant steps down after 3 frames over budget, or, when the sensors went stale between the two plays,
+        # the re-selection on their return already picks the variant expected to be fastest.
+        assert "dense-lidar" in h.variants[len(first):], h.variants
+        assert any(": dense-lidar (" in v and ("over budget" in v or "can run again" in v) for v in switches), switches
     finally:
         if h.proc.poll() is None:
             h.close()
