@@ -17,7 +17,8 @@ from fusion_prune_ros.prune.allocate import dp_allocate, global_threshold, lagra
 from fusion_prune_ros.prune.calibration import PruneContext
 from fusion_prune_ros.prune.granularity import unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, forward_curve, hessian_curve, objective_gradients,
+from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, distortion_curves, forward_curve, forward_scale,
+                                                 hessian_curve, objective_gradients,
                                                  prune_count, unit_macs)
 from fusion_prune_ros.prune.scorers.mmprune4u import GRID, MMPrune4UScorer
 from fusion_prune_ros.prune.units import Unit, prunable_params, prunable_units
@@ -243,12 +244,33 @@ def test_dm3d_on_the_small_detector(ctx):
     assert abs(lagrangian.info["realised_sparsity"] - 0.7) <= 0.005
 
 
-def test_dm3d_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):
-    """Without the damping term a dead unit's curve is zero: pruning it is free, so it goes to the top ratio.
-    (With kappa > 0 the damping term still charges |w|^2, and under a FLOPs budget a cheap dead unit may stay.)"""
-    scores = DM3DScorer(kappa_scale=0.0)(dead_ctx, 0.5, "unstructured")
+@pytest.mark.parametrize("scale,kappa_scale", [("hessian", 0.0), ("forward", 1.0)])
+def test_dm3d_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx, scale, kappa_scale):
+    """A dead unit's curve is zero, so pruning it is free and it goes to the top ratio: on the raw Hessian curves
+    only without the damping term (kappa > 0 still charges |w|^2, and under a FLOPs budget a cheap dead unit may
+    stay); on the forward-scaled curves with it too, because the measured distortion of a dead unit is 0."""
+    scores = DM3DScorer(kappa_scale=kappa_scale, scale=scale)(dead_ctx, 0.5, "unstructured")
     phi = scores.info["phi"]
     assert all(phi[n] == max(phi.values()) == 0.99 for n in DEAD_UNITS)
+    if scale == "forward":
+        assert all(scores.info["scale_factors"][n] == 0.0 for n in DEAD_UNITS)
+
+
+def test_forward_scale_puts_the_hessian_curves_on_the_measured_scale(ctx):
+    """Scaled at phi = 0.5, each unit's curve equals the forward-measured distortion there (a second, independent
+    measurement: `forward_curve`), and at phi = 0.8 the scaled curves are closer to the measured ones across units
+    than the raw curves (median |log ratio|), i.e. the factor fixes the scale and the Hessian shape carries it."""
+    model = ctx.model
+    c = distortion_curves(model, ctx.calibration, ctx.cfg, steps=20)
+    factors = forward_scale(model, ctx.calibration, c, phi_ref=0.5)
+    raw_err, scaled_err = [], []
+    for u in prunable_units(model):
+        measured = forward_curve(model, ctx, u.name, [0.5, 0.8], scores=(c.weights[u.name] * c.grads[u.name]).abs())
+        np.testing.assert_allclose(c.curves[u.name][10] * factors[u.name], measured[0], rtol=1e-5)
+        raw_err.append(abs(np.log(c.curves[u.name][16] / measured[1])))
+        scaled_err.append(abs(np.log(c.curves[u.name][16] * factors[u.name] / measured[1])))
+    assert np.median(scaled_err) < np.median(raw_err)
+    assert np.median(scaled_err) < np.log(3)
 
 
 def test_mmprune4u_on_the_small_detector(ctx):
