@@ -3,7 +3,8 @@
 methods.md names this DM3D's behaviour to observe. Both allocations here share everything else: DM3D's within-unit
 ranking (|w g| of the detection-output objective, the same calibration frames as the sweep) and unstructured masks,
 so only the per-unit pruned fractions differ. Uniform prunes every unit by s; the DP gets exactly the FLOPs uniform
-keeps and spends them where the Hessian distortion curves say they matter. Each model is scored with the official
+keeps and spends them where the distortion curves say they matter (the Hessian curves on the forward-measured
+scale, as DM3D's scorer; `scale: hessian` for the raw ones). Each model is scored with the official
 metrics on the val split *before* fine-tuning: the allocation's own effect, which fine-tuning would partly repair
 for either (the sweep compares methods after equal fine-tuning).
 """
@@ -24,7 +25,7 @@ from .allocate import dp_allocate, total
 from .calibration import calibration_batches
 from .granularity import apply_masks, unstructured_masks
 from .scorers.base import Scores
-from .scorers.dm3d import budget_used, by_modality, distortion_curves, sparsity_of
+from .scorers.dm3d import budget_used, by_modality, distortion_curves, forward_scaled, sparsity_of
 from .units import prunable_units
 
 
@@ -34,6 +35,9 @@ class AllocationAblationConfig:
     calibration_frames: int = 128  # the sweep's calibration set (config/prune/sweep.yaml)
     calibration_batch: int = 8
     steps: int = 100  # ratio grid of the curves, as DM3D's scorer
+    scale: str = "forward"  # as DM3D's scorer: curves on the forward-measured scale ("hessian": raw curves)
+    scale_ratio: float = 0.5
+    scale_batches: int = 2
     conditions: tuple = ("fused",)
 
 
@@ -52,6 +56,8 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
     calibration = calibration_batches(plain, cfg.calibration_frames, cfg.calibration_batch, seed=0)
     units = prunable_units(model)
     c = distortion_curves(model, calibration, dcfg, cfg.steps)
+    if cfg.scale == "forward":
+        c, _ = forward_scaled(model, calibration[:cfg.scale_batches], c, cfg.scale_ratio)
     weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
     numels = {u.name: u.numel for u in units}
     costs = {n: flops[n] * (1.0 - ratios) for n in curves}

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -221,6 +221,12 @@ def forward_scale(model: nn.Module, batches: list, c: "Curves", phi_ref: float =
     return {n: measured[n] / c.curves[n][k] if c.curves[n][k] > 0 else 0.0 for n in c.curves}
 
 
+def forward_scaled(model: nn.Module, batches: list, c: "Curves", phi_ref: float = 0.5) -> tuple:
+    """(Curves with every unit's curve multiplied by its `forward_scale` factor, the factors)."""
+    factors = forward_scale(model, batches, c, phi_ref)
+    return replace(c, curves={n: curve * factors[n] for n, curve in c.curves.items()}), factors
+
+
 @dataclass
 class Curves:
     """Everything DM3D's allocation reads: per-unit weights, objective gradients, Hessian distortion curves on the
@@ -267,11 +273,10 @@ class DM3DScorer(Scorer):
         start = time.perf_counter()
         units = prunable_units(ctx.model)
         c = distortion_curves(ctx.model, ctx.calibration, ctx.cfg, self.steps, self.kappa_scale, self.lambdas)
-        weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
         factors = {}
         if self.scale == "forward":
-            factors = forward_scale(ctx.model, ctx.calibration[:self.scale_batches], c, self.scale_ratio)
-            curves = {n: curve * factors[n] for n, curve in curves.items()}
+            c, factors = forward_scaled(ctx.model, ctx.calibration[:self.scale_batches], c, self.scale_ratio)
+        weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
         numels = {u.name: u.numel for u in units}
         choice, budget = allocate_for_sparsity(curves, ratios, flops, numels, sparsity, self.allocator)
         summary_idx = [int(np.argmin(np.abs(ratios - p))) for p in CURVE_SUMMARY_AT]
