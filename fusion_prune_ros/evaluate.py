@@ -82,8 +82,12 @@ def evaluate_results(nusc, results_path: str | Path, split: str, out_dir: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not any(doc["results"].get(t) for t in wanted):
         return _no_predictions(len(wanted))
-    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with sink:
+    with contextlib.ExitStack() as sink:
+        if not verbose:
+            # The devkit prints its progress to stdout and draws tqdm bars on stderr whatever `verbose` says (its
+            # loaders call tqdm unconditionally): quiet means neither. Exceptions still propagate.
+            sink.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            sink.enter_context(contextlib.redirect_stderr(io.StringIO()))
         if sample_tokens is None:
             evaluator = DetectionEval(nusc, config_factory(EVAL_CONFIG), str(results_path), split, str(out_dir),
                                       verbose=verbose)
