@@ -203,7 +203,7 @@ def test_single_modality_graphs_of_a_channel_pruned_model(model):
 def _row(name, method, sparsity, seed, mAP, NDS, ort_ms, granularity="channel"):
     return {"name": name, "method": method, "granularity": granularity, "sparsity": sparsity, "seed": seed,
             "camera": 0.5, "lidar": 0.1, "fusion": 0.4, "mAP": mAP, "NDS": NDS, "ort_ms": ort_ms,
-            "ort_speedup": round(30.0 / ort_ms, 2)}
+            "ort_speedup": round(30.0 / ort_ms, 2), "gflops": ort_ms / 10}
 
 
 def test_findings_judge_the_targets_from_the_rows():
@@ -220,6 +220,11 @@ def test_findings_judge_the_targets_from_the_rows():
     assert "best altermoma mAP 0.5600 vs magnitude 0.5000: +12.0% relative (met; 2 of 4 methods measured)" in text
     assert "a80: 3.00x (10.0 vs 30.0 ms), NDS 0.5200 vs 0.7000: 18.00 points lost (not met; 4 variants >= 3x)" in text
     assert "| magnitude | 80% | 2 | 0.4950 | 0.0100 | 0.4950 | 0.0100 |" in text
+    # equal cost: magnitude's curve is dense (30 ms, 0.70), m30 (25 ms, 0.699), m80 (10 ms, 0.50); d80 at 12 ms sits
+    # between m80 and m30: 0.50 + 2/15 * 0.199 = 0.5265; random at 10 ms is on m80's point
+    assert "| d80 (NDS 0.4950) | 1.20 | 0.5265 | -0.0315 | 12.0 | 0.5265 | -0.0315 |" in text
+    assert "| r80 (NDS 0.4000) | 1.00 | 0.5000 | -0.1000 | 10.0 | 0.5000 | -0.1000 |" in text
+    assert "m80b" not in text.split("### At equal cost")[1].split("###")[0]  # seed 0 only
     assert "On a GPU" not in text  # no GPU file, no GPU section
     summary = lambda ms: {mode: {"median_ms": ms} for mode in ("fused", "lidar", "camera")}  # noqa: E731
     gpu = {"backend": "torch (cuda, fp16)", "device_name": "NVIDIA H200", "measured": "2026-11-27",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from .sweep import scoring_seconds
 
 MULTIMODAL = ("altermoma", "crossprune", "dm3d", "mmprune4u")
@@ -25,6 +27,7 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
     lines = ["## Targets checked against the measured rows", ""]
     lines += _versus_magnitude(channel, tol)
     lines += _high_sparsity_gain(channel)
+    lines += _equal_cost(table)
     lines += _seeds(spread)
     lines += _speedup(table, floor)
     lines += _gpu(gpu)
@@ -122,6 +125,39 @@ def _high_sparsity_gain(rows: list) -> list:
                      f"{len(rs)} of {len(MULTIMODAL)} methods measured)")
     if not found:
         lines.append("Not measured yet.")
+    return lines + [""]
+
+
+COSTS = (("gflops", "GFLOPs", "{:.2f}"), ("ort_ms", "CPU ms", "{:.1f}"))
+
+
+def _equal_cost(table: list) -> list:
+    """Each channel variant (seed 0) against magnitude's NDS-vs-cost curve (dense plus magnitude's levels, linear
+    between measured points) at the variant's own FLOPs and measured CPU latency. Equal parameters is the sweep's
+    axis, but DM3D spends a FLOPs budget and the node switches on latency: a method that loses at equal
+    parameters can still sit above magnitude's curve at equal cost."""
+    lines = ["### At equal cost: each method vs magnitude's curve (channel, seed 0)", "",
+             "Magnitude's NDS at the variant's own GFLOPs and CPU latency, interpolated linearly between dense and "
+             "magnitude's measured levels; '-' outside that range.", ""]
+    curve = [r for r in table if r["method"] == "dense"] + \
+            [r for r in table if r["method"] == "magnitude" and r["granularity"] == "channel" and r["seed"] == 0]
+    points = {key: sorted((r[key], r["NDS"]) for r in curve if r.get(key) is not None) for key, _, _ in COSTS}
+    if min(len(p) for p in points.values()) < 2:
+        return lines[:2] + ["Not measured yet: magnitude needs at least one level besides dense.", ""]
+    lines += ["| variant | " + " | ".join(f"{label} | magnitude NDS there | NDS - magnitude" for _, label, _ in COSTS)
+              + " |", "|---|" + "---|---|---|" * len(COSTS)]
+    others = [r for r in table if r["granularity"] == "channel" and r["seed"] == 0 and r["method"] != "magnitude"]
+    for r in sorted(others, key=lambda r: (r["sparsity"], r["method"])):
+        cells = []
+        for key, _, fmt in COSTS:
+            xs, ys = zip(*points[key])
+            x = r.get(key)
+            if x is None or not xs[0] <= x <= xs[-1]:
+                cells.append(f"{fmt.format(x) if x is not None else '-'} | - | -")
+                continue
+            there = float(np.interp(x, xs, ys))
+            cells.append(f"{fmt.format(x)} | {there:.4f} | {r['NDS'] - there:+.4f}")
+        lines.append(f"| {r['name']} (NDS {r['NDS']:.4f}) | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
