@@ -24,7 +24,8 @@ from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.altermoma import AlterMOMAScorer, Stage, channels_reactivated, spearman
+from fusion_prune_ros.prune.scorers.altermoma import (AlterMOMAScorer, Stage, alter_eva, channels_reactivated,
+                                                      spearman)
 from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
 from fusion_prune_ros.prune.scorers.crossprune import (FEATURE_NORMS, CrossPruneScorer, FeatureDistortion,
                                                        distortion, fuser_features, kept_channels, project,
@@ -131,6 +132,24 @@ def test_altermoma_reactivation_makes_an_unused_lidar_unit_important():
     assert {m: v["params"] for m, v in scores.info["alter_eva"].items()} == {"camera": 2, "lidar": 2, "fusion": 12}
     assert float(scores.weights["lidar.shared"].sum()) < 0.0  # pure ReRI: the first LiDAR unit to go
     assert ctx.model.fuser.conv.weight[0, 0].item() == 0.0  # scoring left the model alone
+
+
+def test_altermoma_normalisation_scope_decides_whether_module_size_sets_the_scores():
+    """The same raw DeCI and ReRI values in a 1-weight LiDAR unit and in 3-weight camera and fusion units: within
+    modules (the paper's setting) the small module's weights score 3x higher; over the network they score alike."""
+    ones = lambda n: torch.ones(n)  # noqa: E731
+    modules = {"lidar.a": "lidar", "camera.a": "camera", "fuser.a": "fusion"}
+    deci = {"lidar.a": ones(1) * 2, "camera.a": ones(3) * 2, "fuser.a": ones(3) * 2}
+    reri = {"lidar.a": ones(1), "camera.a": ones(3), "fuser.a": ones(3)}
+    per_module = alter_eva(deci, reri, reri, modules, alpha=1.0, beta=0.5)
+    network = alter_eva(deci, reri, reri, modules, alpha=1.0, beta=0.5, scope="network")
+    assert torch.allclose(per_module["lidar.a"], 3 * per_module["camera.a"][:1])  # 1 - 0.5 vs (1 - 0.5) / 3
+    assert torch.allclose(per_module["camera.a"], per_module["fuser.a"])
+    assert torch.allclose(network["lidar.a"], network["camera.a"][:1])  # 2/14 - 0.5 / 7, the same everywhere
+    assert torch.allclose(network["fuser.a"], network["camera.a"])
+    assert torch.allclose(network["lidar.a"], torch.tensor([2 / 14 - 0.5 / 7]))
+    with pytest.raises(ValueError, match="scope"):
+        alter_eva(deci, reri, reri, modules, 1.0, 1.0, scope="layer")
 
 
 def test_channel_reactivation_counts_channels_that_climb_from_the_bottom_half():

@@ -27,6 +27,10 @@ Choices and departures from methods.md (for the paper-vs-ours table):
   training set with a generator seeded by ctx.seed (the same batches for both stages), train mode, gradient norm
   clipped at 10 as in the project's training loop. Each stage starts from its own copy of theta0.
 - The head's shared conv (modality 'head') is scored with the fusion module.
+- `normalise="network"` (an ablation, not the paper's setting): every term L1-normalised over all scored weights.
+  Per-module normalisation gives each module the same total score whatever its size, so under one global
+  threshold a weight's score scales with 1 / its module's size: here the fusion + BEV module holds most of the
+  weights and is cut hardest, and at beta = alpha the small LiDAR branch's deviations decide (docs/pruning.md).
 - All gradients are taken in eval mode (`weight_gradients`), so BatchNorm uses its running statistics.
 """
 from __future__ import annotations
@@ -82,17 +86,27 @@ def normalised(scores: dict, names: list) -> dict:
 
 
 def alter_eva(deci: dict, reri_lidar_masked: dict, reri_camera_masked: dict, modules: dict, alpha: float,
-              beta: float) -> dict:
+              beta: float, scope: str = "module") -> dict:
     """AlterEva per weight. `modules`: unit name -> 'camera' | 'lidar' | 'fusion'. The camera branch is judged by
-    what changes when LiDAR is masked, the LiDAR branch by the camera-masked stage, the fusion units by both."""
+    what changes when LiDAR is masked, the LiDAR branch by the camera-masked stage, the fusion units by both.
+    `scope`: each term L1-normalised within its module (methods.md) or over the whole network ("network"), where
+    a weight's score no longer scales with 1 / its module's size."""
+    if scope not in ("module", "network"):
+        raise ValueError(f"scope must be 'module' or 'network', not {scope!r}")
     members = {m: [n for n, mm in modules.items() if mm == m] for m in ("camera", "lidar", "fusion")}
+    if scope == "network":
+        everything = list(modules)
+        d_all, r_l_all, r_c_all = (normalised(t, everything) for t in (deci, reri_lidar_masked, reri_camera_masked))
     out = {}
     for module, names in members.items():
         if not names:
             continue
-        d = normalised(deci, names)
-        r_l = normalised(reri_lidar_masked, names)
-        r_c = normalised(reri_camera_masked, names)
+        if scope == "network":
+            d, r_l, r_c = d_all, r_l_all, r_c_all
+        else:
+            d = normalised(deci, names)
+            r_l = normalised(reri_lidar_masked, names)
+            r_c = normalised(reri_camera_masked, names)
         for n in names:
             if module == "camera":
                 out[n] = alpha * d[n] - beta * r_l[n]
@@ -191,9 +205,11 @@ class AlterMOMAScorer(Scorer):
     name = "altermoma"
 
     def __init__(self, reactivation_steps: int = 100, reactivation_lr: float = 1e-4, alpha: float = 1.0,
-                 beta: float = 1.0, batch_size: int = 4):
+                 beta: float = 1.0, batch_size: int = 4, normalise: str = "module"):
+        if normalise not in ("module", "network"):
+            raise ValueError(f"normalise must be 'module' or 'network', not {normalise!r}")
         self.steps, self.lr = reactivation_steps, reactivation_lr
-        self.alpha, self.beta, self.batch_size = alpha, beta, batch_size
+        self.alpha, self.beta, self.batch_size, self.normalise = alpha, beta, batch_size, normalise
 
     def __call__(self, ctx: PruneContext, sparsity: float, granularity: str) -> Scores:
         start = time.perf_counter()
@@ -205,12 +221,14 @@ class AlterMOMAScorer(Scorer):
         lidar_masked = self._stage(dense, ctx, "lidar", theta0)
         camera_masked = self._stage(dense, ctx, "camera", theta0)
         modules = {u.name: MODULE_OF_MODALITY[u.modality] for u in prunable_units(dense)}
-        weights = alter_eva(deci, lidar_masked.reri(), camera_masked.reri(), modules, self.alpha, self.beta)
+        weights = alter_eva(deci, lidar_masked.reri(), camera_masked.reri(), modules, self.alpha, self.beta,
+                            self.normalise)
         names = {m: [n for n, mm in modules.items() if mm == m] for m in ("camera", "lidar", "fusion")}
         units = {m: [u for u in prunable_units(dense) if u.modality == m] for m in ("camera", "lidar")}
         info = {
             "reactivation_steps": self.steps, "reactivation_lr": self.lr, "reactivation_batch": self.batch_size,
-            "alpha": self.alpha, "beta": self.beta, "gB": "mean over the calibration batches",
+            "alpha": self.alpha, "beta": self.beta, "normalise": self.normalise,
+            "gB": "mean over the calibration batches",
             "seconds": {"deci": round(deci_seconds, 2), "lidar_masked": round(lidar_masked.seconds, 2),
                         "camera_masked": round(camera_masked.seconds, 2),
                         "total": round(time.perf_counter() - start, 2)},
