@@ -23,8 +23,8 @@ Departures from methods.md / the paper (reconstructed where the paper is silent)
   per-unit channel ratios (granularity.py); under `nm24` they are ignored (2:4 is a fixed 50 %).
 - The curves' scale across units is calibrated by one forward measurement per unit (`scale="forward"`, the
   default; `scale="hessian"` is the uncalibrated reconstruction). Measured on `models/base`: the ratio of the
-  forward-measured distortion to the Hessian curve at phi = 0.5 spans 7e-5 (deep camera convs) to 9e-3 (the LiDAR
-  branch), so the raw curves charge the LiDAR branch about 100x too little relative to the camera branch, and the
+  forward-measured distortion to the Hessian curve at phi = 0.5 spans 6e-5 (deep camera and BEV convs) to 1e-2
+  (the LiDAR branch, bev.level0), so the raw curves charge the LiDAR branch about 100x too little relative to the camera branch, and the
   allocation removed 81 % of the LiDAR branch's weights (NDS 0.195 after fine-tuning at 80 %). Each unit's curve
   keeps its Hessian *shape* (how distortion grows with phi: the part the Spearman check validates) and is
   multiplied by F_u(phi_ref) / delta_u(phi_ref), F_u measured with only that unit pruned at phi_ref on the first
