@@ -214,7 +214,7 @@ def _sweep(args) -> None:
     from .prune.plots import pareto_plot, per_layer_plot
     from .prune.sweep import (channel_floor, collect, dense_latency, load_sweep_config, plan, read_log,
                               remeasure_latency, rows, run_sweep, write_profile, write_table)
-    from .prune.variant_latency import GPU_LATENCY, read_latency
+    from .prune.variant_latency import GPU_LATENCY, current, read_latency
 
     cfg = load_sweep_config(args.config)
     specs = plan(cfg)
@@ -230,7 +230,7 @@ def _sweep(args) -> None:
     if args.remeasure:
         remeasure_latency(manifests, dense_dir, out)
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
-    gpu = read_latency(out / GPU_LATENCY)
+    gpu = current(read_latency(out / GPU_LATENCY), manifests)
     table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"], gpu)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)

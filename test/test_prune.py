@@ -22,7 +22,7 @@ from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, d
                                        run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig
-from fusion_prune_ros.prune.variant_latency import time_variants
+from fusion_prune_ros.prune.variant_latency import current, time_variants
 from fusion_prune_ros.runtime.profile import load_profile
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
@@ -162,8 +162,14 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     timed = time_variants(shipped / "models", tmp_path / "variants", "torch", "cpu", iterations=2)
     assert set(timed["latency_ms"]) == {"dense", *(m["name"] for m in manifests)}
     ms = {name: t["fused"]["median_ms"] for name, t in timed["latency_ms"].items()}
-    with_gpu = rows(manifests, dense_meta, dense_ms["fused"], timed)
+    with_gpu = rows(manifests, dense_meta, dense_ms["fused"], current(timed, manifests))
     assert with_gpu[1]["gpu_speedup"] == round(ms["dense"] / ms[with_gpu[1]["name"]], 2)
+    # A variant redone after the GPU timed it (another model.pt under the same name) loses its GPU column.
+    redone = copy.deepcopy(manifests)
+    redone[0]["files"]["model.pt"] = "0" * 64
+    kept = current(timed, redone)
+    assert kept["stale"] == [redone[0]["name"]] and "dense" in kept["latency_ms"]
+    assert math.isnan(rows(redone, dense_meta, dense_ms["fused"], kept)[1]["gpu_ms"])
     write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny", findings(table, manifests, floor))
     report = (tmp_path / "r.md").read_text()
     assert "magnitude-channel-50-s0" in report
@@ -230,8 +236,9 @@ def test_findings_judge_the_targets_from_the_rows():
     gpu = {"backend": "torch (cuda, fp16)", "device_name": "NVIDIA H200", "measured": "2026-11-27",
            "latency_ms": {"dense": summary(1.5), "a80": summary(1.2)},
            "device_ms": {"dense": summary(0.6), "a80": summary(0.3)}}
-    text = "\n".join(findings(table, [], gpu=gpu))
+    text = "\n".join(findings(table, [], gpu={**gpu, "stale": ["d80"]}))
     assert "### On a GPU (torch (cuda, fp16) on NVIDIA H200, measured 2026-11-27)" in text
+    assert "Redone since they were timed, so blank in the table: d80." in text
     assert "for the 1 variants finished then, timed side by side with dense (1.50 ms); speed-ups from 1.00x to 1.25x" \
         in text
     assert "dense 0.60 ms, fastest a80 0.30 ms (2.00x)" in text

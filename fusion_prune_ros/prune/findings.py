@@ -212,6 +212,8 @@ def _gpu(gpu: dict | None) -> list:
         lines[-1] += (f" The network alone (its CUDA graph, CUDA events): dense {alone['dense']:.2f} ms, fastest "
                       f"{fastest} {alone[fastest]:.2f} ms ({alone['dense'] / alone[fastest]:.2f}x); the rest of a "
                       f"call is copying inputs and outputs, the same for every variant.")
+    if gpu.get("stale"):
+        lines[-1] += (f" Redone since they were timed, so blank in the table: {', '.join(gpu['stale'])}.")
     return lines + [""]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import DetectorConfig, load_yaml
 from ..errors import UserError
-from ..export.onnx_export import INPUT_NAMES
+from ..export.onnx_export import INPUT_NAMES, sha256
 from ..model.flops import example_inputs
 from ..runtime.backends import create_backend
 from ..runtime.timing import summarise, time_side_by_side
@@ -44,8 +44,9 @@ def device_name(device: str) -> str:
 
 def time_variants(dense_dir: Path, variants_root: Path, kind: str, device: str, iterations: int = 100,
                   fp16: bool | None = None) -> dict:
-    """{"backend", "device_name", "measured", "iterations", "latency_ms": {name: {mode: summary}}} and, for
-    PyTorch on a GPU, "device_ms" in the same layout: the CUDA graph alone, without the copies."""
+    """{"backend", "device_name", "measured", "iterations", "latency_ms": {name: {mode: summary}},
+    "model_sha256": {name: hash of the model.pt timed}} and, for PyTorch on a GPU, "device_ms" in the same layout:
+    the CUDA graph alone, without the copies."""
     dense_dir, variants_root = Path(dense_dir), Path(variants_root)
     if not (dense_dir / "detector.yaml").is_file():
         raise UserError(f"no dense model folder at {dense_dir} (detector.yaml missing)")
@@ -53,11 +54,13 @@ def time_variants(dense_dir: Path, variants_root: Path, kind: str, device: str, 
     inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
     options = {} if fp16 is None else {"fp16": fp16}
     backend = create_backend(kind, device, threads=2, **options)
+    folders = variant_folders(dense_dir, variants_root)
     sessions = {(name, mode): backend.load(folder / f"{mode}.onnx", mode, folder / "model.pt")
-                for name, folder in variant_folders(dense_dir, variants_root).items() for mode in MODES}
+                for name, folder in folders.items() for mode in MODES}
     timed = time_side_by_side({key: (lambda s: lambda: s.run(inputs))(s) for key, s in sessions.items()}, iterations)
     result = {"backend": backend.describe(), "device_name": device_name(backend.device),
-              "measured": time.strftime("%Y-%m-%d"), "iterations": iterations, "latency_ms": _nested(timed)}
+              "measured": time.strftime("%Y-%m-%d"), "iterations": iterations, "latency_ms": _nested(timed),
+              "model_sha256": {name: sha256(folder / "model.pt") for name, folder in folders.items()}}
     if all(getattr(s, "cuda_graph", False) for s in sessions.values()):
         result["device_ms"] = _nested({key: summarise(s.device_ms(inputs, iterations)) for key, s in sessions.items()})
     return result
@@ -77,3 +80,21 @@ def write_latency(result: dict, path: Path) -> None:
 
 def read_latency(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def current(result: dict | None, manifests: list) -> dict | None:
+    """`result` restricted to the dense model and the variants whose model.pt is the one that was timed (the hash
+    in the manifest equals the one recorded at timing). A variant redone since (a method changed, a stale folder
+    moved away) keeps its name but not its timing: its GPU column must go blank rather than show the old model's.
+    The names dropped are listed under "stale"."""
+    if result is None:
+        return None
+    timed = result.get("model_sha256", {})
+    now = {m["name"]: m["files"].get("model.pt") for m in manifests}
+    keep = {n for n in result["latency_ms"] if n == "dense" or (n in now and timed.get(n) == now[n])}
+    out = {k: v for k, v in result.items() if k not in ("latency_ms", "device_ms")}
+    for key in ("latency_ms", "device_ms"):
+        if key in result:
+            out[key] = {n: v for n, v in result[key].items() if n in keep}
+    out["stale"] = sorted(set(result["latency_ms"]) - keep)
+    return out
