@@ -24,11 +24,11 @@ Departures from methods.md / the paper (reconstructed where the paper is silent)
 - The curves' scale across units is calibrated by one forward measurement per unit (`scale="forward"`, the
   default; `scale="hessian"` is the uncalibrated reconstruction). Measured on `models/base`: the ratio of the
   forward-measured distortion to the Hessian curve at phi = 0.5 spans 6e-5 (deep camera and BEV convs) to 1e-2
-  (the LiDAR branch, bev.level0), so the raw curves charge the LiDAR branch about 100x too little relative to the camera branch, and the
-  allocation removed 81 % of the LiDAR branch's weights (NDS 0.195 after fine-tuning at 80 %). Each unit's curve
-  keeps its Hessian *shape* (how distortion grows with phi: the part the Spearman check validates) and is
-  multiplied by F_u(phi_ref) / delta_u(phi_ref), F_u measured with only that unit pruned at phi_ref on the first
-  `scale_batches` calibration batches: units x scale_batches forward passes.
+  (the LiDAR branch, bev.level0), so the raw curves charge the LiDAR branch about 100x too little relative to the
+  camera branch, and the allocation removed 81 % of the LiDAR branch's weights (NDS 0.195 after fine-tuning at
+  80 %). Each unit's curve keeps its Hessian *shape* (how distortion grows with phi: the part the Spearman check
+  validates) and is multiplied by F_u(phi_ref) / delta_u(phi_ref), F_u measured with only that unit pruned at
+  phi_ref on the first `scale_batches` calibration batches: units x scale_batches forward passes.
 - Per-unit FLOPs are the MACs of one frame (`example_inputs`, six cameras). In the DP a unit costing under half a
   bin (budget / 1000) quantises to the same cost at every ratio: it keeps its least-distortion option unless its
   curve is flat (ties go to the cheaper option). The Lagrangian (`allocator="lagrangian"`) has no bins.
@@ -86,10 +86,21 @@ def zeroed(unit: Unit, order: torch.Tensor, phi: float):
             weight.copy_(saved)
 
 
-def mean_distortion(model: nn.Module, batches: list, dense: list) -> float:
-    """E||y - y_ref||^2 per frame of the model's outputs against `dense` (the reference outputs of `batches`)."""
-    return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
-                          for b, y in zip(batches, dense)]))
+def pruned_distortions(model: nn.Module, batches: list, cases: list) -> list:
+    """Measured E||y - y'||^2 per frame (y: `output_vector`) for every case (unit, order, phi): only that unit
+    pruned, its weights first in `order` (flat indices, least important first) zeroed at fraction phi, restored
+    after. The dense outputs are computed once for all cases; eval mode throughout."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        dense = [output_vector(*outputs(model, b)) for b in batches]
+        for unit, order, phi in cases:
+            with zeroed(unit, order, float(phi)):
+                out.append(float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
+                                          for b, y in zip(batches, dense)])))
+    model.train(was_training)
+    return out
 
 
 def forward_curve(model: nn.Module, ctx: PruneContext, unit_name: str, ratios, scores: torch.Tensor | None = None,
@@ -101,16 +112,7 @@ def forward_curve(model: nn.Module, ctx: PruneContext, unit_name: str, ratios, s
     if scores is None:
         scores = (unit.weight.detach() * objective_gradients(model, batches)[unit_name]).abs()
     order = torch.argsort(scores.flatten(), stable=True)
-    was_training = model.training
-    model.eval()
-    curve = np.zeros(len(ratios))
-    with torch.no_grad():
-        dense = [output_vector(*outputs(model, b)) for b in batches]
-        for k, phi in enumerate(ratios):
-            with zeroed(unit, order, float(phi)):
-                curve[k] = mean_distortion(model, batches, dense)
-    model.train(was_training)
-    return curve
+    return np.array(pruned_distortions(model, batches, [(unit, order, phi) for phi in ratios]))
 
 
 # ---- DM3D's Hessian curves ------------------------------------------------------------------------------------
@@ -196,29 +198,15 @@ def allocate_for_sparsity(curves: dict, ratios: np.ndarray, flops: dict, numels:
     return best[0], best[1]
 
 
-def forward_distortion(model: nn.Module, batches: list, orders: dict, phi: float) -> dict:
-    """unit name -> measured E||y - y_u(phi)||^2 per frame with only that unit pruned at `phi` (its weights first
-    in orders[u] zeroed), for every unit in `orders`. The dense outputs are computed once for all units."""
-    units = {u.name: u for u in prunable_units(model)}
-    was_training = model.training
-    model.eval()
-    out = {}
-    with torch.no_grad():
-        dense = [output_vector(*outputs(model, b)) for b in batches]
-        for name, order in orders.items():
-            with zeroed(units[name], order, phi):
-                out[name] = mean_distortion(model, batches, dense)
-    model.train(was_training)
-    return out
-
-
 def forward_scale(model: nn.Module, batches: list, c: "Curves", phi_ref: float = 0.5) -> dict:
     """unit name -> F_u(phi_ref) / delta_u(phi_ref): the factor that puts unit u's Hessian curve on the measured
     scale at phi_ref (weights ranked by |w g| in both)."""
     k = int(np.argmin(np.abs(c.ratios - phi_ref)))
     orders = {n: torch.argsort((c.weights[n] * c.grads[n]).abs().flatten(), stable=True) for n in c.curves}
-    measured = forward_distortion(model, batches, orders, float(c.ratios[k]))
-    return {n: measured[n] / c.curves[n][k] if c.curves[n][k] > 0 else 0.0 for n in c.curves}
+    units = {u.name: u for u in prunable_units(model)}
+    names = list(c.curves)
+    measured = dict(zip(names, pruned_distortions(model, batches, [(units[n], orders[n], c.ratios[k]) for n in names])))
+    return {n: measured[n] / c.curves[n][k] if c.curves[n][k] > 0 else 0.0 for n in names}
 
 
 def forward_scaled(model: nn.Module, batches: list, c: "Curves", phi_ref: float = 0.5) -> tuple:
