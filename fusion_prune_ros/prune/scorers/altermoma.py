@@ -94,19 +94,14 @@ def alter_eva(deci: dict, reri_lidar_masked: dict, reri_camera_masked: dict, mod
     if scope not in ("module", "network"):
         raise ValueError(f"scope must be 'module' or 'network', not {scope!r}")
     members = {m: [n for n, mm in modules.items() if mm == m] for m in ("camera", "lidar", "fusion")}
-    if scope == "network":
-        everything = list(modules)
-        d_all, r_l_all, r_c_all = (normalised(t, everything) for t in (deci, reri_lidar_masked, reri_camera_masked))
     out = {}
     for module, names in members.items():
         if not names:
             continue
-        if scope == "network":
-            d, r_l, r_c = d_all, r_l_all, r_c_all
-        else:
-            d = normalised(deci, names)
-            r_l = normalised(reri_lidar_masked, names)
-            r_c = normalised(reri_camera_masked, names)
+        over = list(modules) if scope == "network" else names  # the weights each L1 norm sums over
+        d = normalised(deci, over)
+        r_l = normalised(reri_lidar_masked, over)
+        r_c = normalised(reri_camera_masked, over)
         for n in names:
             if module == "camera":
                 out[n] = alpha * d[n] - beta * r_l[n]
