@@ -3,6 +3,9 @@ tiny end-to-end sweep (two methods, one level, a few steps)."""
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,8 @@ from fusion_prune_ros.prune.plots import per_layer_plot
 from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, remeasure_latency, rows,
                                        run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
-from fusion_prune_ros.prune.variant import PruneConfig
+from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
+from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
 from fusion_prune_ros.prune.variant_latency import current, time_variants
 from fusion_prune_ros.runtime.profile import load_profile
 
@@ -130,20 +134,48 @@ def test_unknown_method_is_a_clear_error():
         get_scorer("nope")
 
 
+def test_variant_claim_is_one_writer_and_dies_with_its_holder(tmp_path):
+    folder = tmp_path / "magnitude-channel-80-s0"
+    with claimed(folder):
+        with pytest.raises(VariantBusy, match=f"magnitude-channel-80-s0 is being built by pid {os.getpid()}"):
+            with claimed(folder):
+                pass
+    with claimed(folder):  # released when the block ends
+        pass
+    # A worker killed mid-variant leaves no stale claim: the kernel drops its lock with the process.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, pathlib\n"
+                               "from fusion_prune_ros.prune.variant_claim import claimed\n"
+                               f"with claimed(pathlib.Path({str(folder)!r})):\n"
+                               "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(VariantBusy, match=f"pid {holder.pid}"):
+            with claimed(folder):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with claimed(folder):
+        pass
+
+
 def test_tiny_sweep_end_to_end(shipped, tmp_path):
     cfg = SweepConfig(prune=PruneConfig(calibration_frames=4, calibration_batch=2, finetune_steps=3, finetune_batch=2,
                                         latency_iterations=2, conditions=("fused", "camera_lost"), round_to=0),
                       channel_methods=["magnitude", "taylor"], channel_levels=[0.5])
     dense = shipped / "models" / "model.pt"
+    with claimed(tmp_path / "variants" / PruneSpec("taylor", 0.5, "channel").name):  # another worker builds it
+        first = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
+    assert [m["method"] for m in first] == ["magnitude"]
     manifests = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
-    assert {m["method"] for m in manifests} == {"magnitude", "taylor"}
+    assert [m["method"] for m in manifests] == ["magnitude", "taylor"]
+    # Resumable: the second run read magnitude's manifest back instead of redoing the work.
+    assert manifests[0]["scoring"]["seconds"] == first[0]["scoring"]["seconds"]
     for m in manifests:
         assert abs(m["sparsity_realised"]["overall"] - 0.5) <= 0.03
         assert m["complexity"]["params_m"] < 0.043 and set(m["metrics"]) == {"fused", "camera_lost"}
         assert (tmp_path / "variants" / m["name"] / "fused.onnx").is_file()
-    # Resumable: a second run reads the manifests back instead of redoing the work.
-    again = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
-    assert [m["scoring"]["seconds"] for m in again] == [m["scoring"]["seconds"] for m in manifests]
+        assert not (tmp_path / "variants" / m["name"] / CLAIM).exists()
     # Re-timed side by side with the dense graphs: the table's speed-up is a ratio from one run.
     remeasure_latency(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants", iterations=4)
     dense_meta = json.loads((shipped / "models" / "metadata.json").read_text())

@@ -17,6 +17,7 @@ from ..export.onnx_export import sha256
 from ..export.ship import LATENCY_KEY
 from ..runtime.profile import Profile, Variant, save_profile
 from .variant import PruneConfig, PruneSpec, prune_variant
+from .variant_claim import VariantBusy
 
 
 @dataclass
@@ -45,7 +46,8 @@ def plan(cfg: SweepConfig) -> list:
 
 def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: bool = False,
               limit: int | None = None) -> list:
-    """Run the plan in order (at most `limit` new variants); returns the manifests of all finished variants."""
+    """Run the plan in order (at most `limit` new variants); returns the manifests of the variants this process
+    finished or found finished. Variants another worker is building (see variant_claim) are left to it."""
     out_root = Path(out_root)
     specs = plan(cfg)
     manifests, started = [], 0
@@ -56,7 +58,11 @@ def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: 
         if not done and limit is not None and started >= limit:
             continue
         start = time.time()
-        manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True))
+        try:
+            manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True))
+        except VariantBusy as busy:
+            tqdm.write(f"skipped: {busy}")
+            continue
         if not done:
             started += 1
             with open(log, "a") as f:

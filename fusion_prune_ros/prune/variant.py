@@ -31,6 +31,7 @@ from .calibration import PruneContext, calibration_batches
 from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
 from .scorers import get_scorer
 from .units import prunable_units
+from .variant_claim import CLAIM, claimed
 
 
 @dataclass
@@ -74,7 +75,19 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
         return json.loads(manifest_path.read_text())
-    out.mkdir(parents=True, exist_ok=True)
+    with claimed(out):
+        if manifest_path.is_file():  # finished by the previous holder while this process waited to look
+            return json.loads(manifest_path.read_text())
+        manifest = _build(dense, spec, pcfg, out, quiet)
+        manifest_path.write_text(json.dumps(manifest, indent=1))
+        (out / "pruned.pt").unlink(missing_ok=True)
+        shutil.rmtree(out / "finetune", ignore_errors=True)
+    (out / CLAIM).unlink(missing_ok=True)  # after the manifest: a later process stops at the manifest check
+    return manifest
+
+
+def _build(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: bool) -> dict:
+    """Score, prune, fine-tune (resuming from `out`'s checkpoints), evaluate and export; returns the manifest."""
     model, cfg, dense_meta = load_detector(dense)
     torch.manual_seed(spec.seed)
     flush_denormals()  # scorers run backward passes through pruned and masked networks too
@@ -122,11 +135,7 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     finetune = {"steps": pcfg.finetune_steps, "lr": pcfg.finetune_lr, "batch": pcfg.finetune_batch,
                 "seconds": round(time.time() - start, 1), "regulariser": regulariser is not None,
                 "final_loss": {k: v for k, v in ft.items() if k in ("heatmap", "regression", "regulariser")}}
-    manifest = _finish(pruned, cfg, dense_meta, spec, pcfg, scoring, finetune, masks, out, quiet)
-    manifest_path.write_text(json.dumps(manifest, indent=1))
-    pruned_path.unlink(missing_ok=True)
-    shutil.rmtree(out / "finetune", ignore_errors=True)
-    return manifest
+    return _finish(pruned, cfg, dense_meta, spec, pcfg, scoring, finetune, masks, out, quiet)
 
 
 def _apply(model, scores, spec: PruneSpec, pcfg: PruneConfig, cfg: DetectorConfig) -> tuple:
