@@ -76,7 +76,7 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     if manifest_path.is_file():
         return json.loads(manifest_path.read_text())
     with claimed(out):
-        if manifest_path.is_file():  # finished by the previous holder while this process waited to look
+        if manifest_path.is_file():  # finished by another worker between the check above and the claim
             return json.loads(manifest_path.read_text())
         manifest = _build(dense, spec, pcfg, out, quiet)
         manifest_path.write_text(json.dumps(manifest, indent=1))

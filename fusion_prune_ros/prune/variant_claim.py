@@ -1,6 +1,6 @@
 """One writer per variant folder, so several `fusion-prune sweep` / `prune` processes can share one plan.
 
-A sweep variant costs ~20 minutes on two cores, and one process leaves a core idle through its single-threaded
+A sweep variant costs 7-12 minutes alone on two cores, and one process leaves a core idle through its single-threaded
 stretches (data loading, evaluation, export); running two or three workers over the same plan keeps the cores busy.
 Two processes writing the same folder would corrupt its checkpoint, so each variant is claimed with an advisory
 `flock` on `<variant>/.claim`: the kernel releases it when its holder exits or dies, so a crashed worker never leaves
