@@ -19,10 +19,10 @@ from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
-from fusion_prune_ros.prune.findings import cost, findings
+from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_overlap
 from fusion_prune_ros.prune.plots import per_layer_plot
-from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, remeasure_latency, rows,
-                                       run_sweep, write_profile, write_table)
+from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, read_log,
+                                       remeasure_latency, rows, run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
@@ -171,6 +171,10 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     assert [m["method"] for m in manifests] == ["magnitude", "taylor"]
     # Resumable: the second run read magnitude's manifest back instead of redoing the work.
     assert manifests[0]["scoring"]["seconds"] == first[0]["scoring"]["seconds"]
+    # One log line per variant built, written by the process that built it (magnitude's read-back adds none).
+    log = read_log(tmp_path / "variants")
+    assert [e["variant"] for e in log] == [m["name"] for m in manifests]
+    assert all(e["started"] <= e["finished"] and e["pid"] == os.getpid() for e in log)
     for m in manifests:
         assert abs(m["sparsity_realised"]["overall"] - 0.5) <= 0.03
         assert m["complexity"]["params_m"] < 0.043 and set(m["metrics"]) == {"fused", "camera_lost"}
@@ -307,6 +311,20 @@ def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
     text = "\n".join(cost(manifests, log, planned))
     assert "| magnitude | 2 | 10 | 500 | 90 | 600 |" in text
     assert "4 variants, 2 done; 2 left at the measured mean of 10.0 min per variant = 0.3 h more" in text
+
+
+def test_cost_projects_at_parallel_throughput_when_the_log_has_times():
+    def entry(name, start, end):
+        return {"variant": name, "seconds": (end - start) * 60.0, "started": f"2026-11-27T10:{start:02d}:00+00:00",
+                "finished": f"2026-11-27T10:{end:02d}:00+00:00"}
+    # two workers side by side: 3 variants of 20 min each finished in 30 min of wall time, then a gap (no work)
+    log = [entry("a", 0, 20), entry("b", 10, 30), entry("c", 20, 30), entry("d", 50, 55)]
+    assert busy_seconds(log) == 35 * 60.0 and max_overlap(log) == 2
+    manifests = [{"name": n, "method": "magnitude", "scoring": {"seconds": 1.0}, "finetune": {"seconds": 1.0}}
+                 for n in "abcd"]
+    text = "\n".join(cost(manifests, log, ["a", "b", "c", "d", "e", "f"]))
+    assert ("6 variants, 4 done; 2 left at the measured throughput of 8.8 min per variant (4 variants finished in "
+            "0.6 h of wall time with up to 2 workers at once) = 0.3 h more") in text
 
 
 def _fake_model_dir(folder: Path) -> None:

@@ -7,6 +7,7 @@ the manifests, and a target with no rows to judge it says so.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 import numpy as np
 
@@ -37,8 +38,10 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
 
 def cost(manifests: list, log: list, planned: list) -> list:
     """Markdown lines: the measured cost per method (scoring, fine-tuning, the rest = evaluation + export +
-    latency) and the plan's remaining cost at the measured mean per variant. `log`: the sweep log's entries
-    ({"variant", "seconds"} per variant run to the end in one go), `planned`: the plan's variant names."""
+    latency) and the plan's remaining cost. `log`: the sweep log's entries (one per variant built to the end in one
+    go), `planned`: the plan's variant names. The projection uses the measured throughput when the entries carry
+    start and finish times (several workers overlap, so one variant's wall time overstates the remaining time),
+    else the mean wall time per variant."""
     lines = ["## Cost (2-core CPU, measured)", ""]
     seconds = {e["variant"]: e["seconds"] for e in log}
     per_method = defaultdict(list)
@@ -55,12 +58,46 @@ def cost(manifests: list, log: list, planned: list) -> list:
         lines.append(f"| {method} | {len(vals)} | {fmt(col(0))} | {fmt(col(1))} | {fmt(col(2))} | {fmt(col(3))} |")
     done = {m["name"] for m in manifests}
     left = [n for n in planned if n not in done]
-    if seconds:
+    head = f"Plan: {len(planned)} variants, {len(planned) - len(left)} done; {len(left)} left"
+    timed = [e for e in log if "started" in e]
+    if timed:
+        busy, workers = busy_seconds(timed), max_overlap(timed)
+        per = busy / len(timed)
+        lines += ["", f"{head} at the measured throughput of {per / 60:.1f} min per variant ({len(timed)} variants "
+                      f"finished in {busy / 3600:.1f} h of wall time with up to {workers} workers at once) = "
+                      f"{len(left) * per / 3600:.1f} h more. Times include whatever else shared the two cores."]
+    elif seconds:
         mean = sum(seconds.values()) / len(seconds)
-        lines += ["", f"Plan: {len(planned)} variants, {len(planned) - len(left)} done; {len(left)} left at the "
-                      f"measured mean of {mean / 60:.1f} min per variant = {len(left) * mean / 3600:.1f} h more. "
-                      "Times include whatever else shared the two cores (see each manifest)."]
+        lines += ["", f"{head} at the measured mean of {mean / 60:.1f} min per variant = {len(left) * mean / 3600:.1f} "
+                      "h more. Times include whatever else shared the two cores (see each manifest)."]
     return lines + [""]
+
+
+def _intervals(entries: list) -> list:
+    return sorted((datetime.fromisoformat(e["started"]).timestamp(), datetime.fromisoformat(e["finished"]).timestamp())
+                  for e in entries)
+
+
+def busy_seconds(entries: list) -> float:
+    """Length of the union of the entries' [started, finished] intervals: wall time during which at least one
+    variant was being built (gaps between sessions do not count; overlapping workers count once)."""
+    total, end = 0.0, float("-inf")
+    for a, b in _intervals(entries):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def max_overlap(entries: list) -> int:
+    """The most entries being built at one moment (the number of workers that ran side by side)."""
+    events = sorted([(a, 1) for a, _ in _intervals(entries)] + [(b, -1) for _, b in _intervals(entries)],
+                    key=lambda ev: (ev[0], ev[1]))
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
 
 
 def seed_spread(rows: list) -> list:

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,21 +56,17 @@ def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: 
         done = (out_root / spec.name / "manifest.json").is_file()
         if not done and limit is not None and started >= limit:
             continue
-        start = time.time()
         try:
-            manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True))
+            manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True, log=log))
         except VariantBusy as busy:
             tqdm.write(f"skipped: {busy}")
             continue
-        if not done:
-            started += 1
-            with open(log, "a") as f:
-                f.write(json.dumps({"variant": spec.name, "seconds": round(time.time() - start, 1)}) + "\n")
+        started += not done
     return manifests
 
 
 def read_log(out_root: str | Path) -> list:
-    """The sweep log's entries: one {"variant", "seconds"} per variant run to the end in one go."""
+    """The sweep log's entries: one per variant built to the end by one process (see prune_variant's `log`)."""
     path = Path(out_root) / "sweep_log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -65,8 +67,11 @@ class PruneSpec:
 
 
 def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
-                  quiet: bool = False) -> dict:
-    """Run (or resume) one variant; returns its manifest."""
+                  quiet: bool = False, log: Path | None = None) -> dict:
+    """Run (or resume) one variant; returns its manifest. When this call built it (not found finished, nor finished
+    by another worker while it waited for the claim), one line {"variant", "seconds", "started", "finished", "pid"}
+    is appended to `log`: the start and finish times let the sweep's cost report tell parallel workers' throughput
+    from one variant's wall time."""
     if spec.granularity not in GRANULARITIES:
         raise UserError(f"unknown granularity {spec.granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     if not 0.0 < spec.sparsity < 1.0:
@@ -78,10 +83,18 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     with claimed(out):
         if manifest_path.is_file():  # finished by another worker between the check above and the claim
             return json.loads(manifest_path.read_text())
+        started = datetime.now(timezone.utc)
         manifest = _build(dense, spec, pcfg, out, quiet)
         manifest_path.write_text(json.dumps(manifest, indent=1))
         (out / "pruned.pt").unlink(missing_ok=True)
         shutil.rmtree(out / "finetune", ignore_errors=True)
+        if log is not None:
+            finished = datetime.now(timezone.utc)
+            entry = {"variant": spec.name, "seconds": round((finished - started).total_seconds(), 1),
+                     "started": started.isoformat(timespec="seconds"),
+                     "finished": finished.isoformat(timespec="seconds"), "pid": os.getpid()}
+            with open(log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
     (out / CLAIM).unlink(missing_ok=True)  # after the manifest: a later process stops at the manifest check
     return manifest
 
