@@ -187,6 +187,12 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     assert set(dense_ms) == {"fused", "lidar", "camera"}
     floor = channel_floor(tmp_path / "variants")
     assert floor["params_m"] < min(m["complexity"]["params_m"] for m in collect(tmp_path / "variants"))
+    # The profile names the operators (after ONNX Runtime's fusions) and finds the first LiDAR conv, kept dense, by
+    # the input it reads.
+    for graph in floor["ops"].values():
+        assert "GridSample" in graph["by_op_ms"] and any("Conv" in op for op in graph["by_op_ms"])
+        assert graph["run_ms"] > 0 and all(ms >= 0 for ms in graph["by_op_ms"].values())
+    assert {"lidar_bev", "images"} <= set(floor["ops"]["floor"]["reads_ms"])
     manifests = collect(tmp_path / "variants")
     assert all(m["latency_ms"]["remeasured_with_dense"] and "ort-cpu-2t-in-sweep" in m["latency_ms"]
                for m in manifests)
@@ -211,6 +217,7 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     assert "magnitude-channel-50-s0" in report
     assert "| 50% | taylor |" in report  # the method is compared with magnitude at its level
     assert "Floor: the narrowest channel-pruned network" in report
+    assert "Where the floor's time goes" in report and "ms on `lidar_bev`" in report
     assert per_layer_plot(manifests, tmp_path / "layers.png", 0.5) and (tmp_path / "layers.png").stat().st_size > 0
     assert not per_layer_plot(manifests, tmp_path / "none.png", 0.8) and not (tmp_path / "none.png").exists()
     profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",

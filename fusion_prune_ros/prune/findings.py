@@ -224,6 +224,8 @@ def _speedup(table: list, floor: dict | None) -> list:
                   f"{floor['params_m']:.3f} M params, {floor['gflops']:.2f} GFLOPs vs {dense['gflops']:.2f}) runs in "
                   f"{ms:.1f} ms vs {dense['ort_ms']:.1f} ms dense, timed side by side: {dense['ort_ms'] / ms:.2f}x is "
                   "the most channel pruning can gain here.", ""]
+        if "ops" in floor:
+            lines += _floor_ops(floor["ops"], dense["ort_ms"])
     fast = [r for r in table if r["granularity"] == "channel" and r["ort_speedup"] >= 3.0]
     best_speed = max((r for r in table if r["granularity"] == "channel"), key=lambda r: r["ort_speedup"], default=None)
     if not fast:
@@ -238,6 +240,35 @@ def _speedup(table: list, floor: dict | None) -> list:
     return lines + [f"- {best['name']}: {best['ort_speedup']:.2f}x ({best['ort_ms']:.1f} vs {dense['ort_ms']:.1f} ms), "
                     f"NDS {best['NDS']:.4f} vs {dense['NDS']:.4f}: {loss:.2f} points lost "
                     f"({'met' if loss <= 1.0 else 'not met'}; {len(fast)} variants >= 3x)", ""]
+
+
+def _floor_ops(ops: dict, dense_ms: float) -> list:
+    """What holds the floor's time (op_profile of the dense and the narrowest graph): per operator type, the
+    slowest nodes, and how much of a 3x budget is left for every prunable conv together."""
+    dense, floor = ops["dense"], ops["floor"]
+    kinds = [k for k in dense["by_op_ms"] if max(dense["by_op_ms"][k], floor["by_op_ms"].get(k, 0.0)) >= 0.1]
+    kinds += [k for k in floor["by_op_ms"] if k not in kinds and floor["by_op_ms"][k] >= 0.1]
+    lines = ["Where the floor's time goes (ONNX Runtime's profiler, the node's session options, ms per run; "
+             f"profiled runs: dense {dense['run_ms']:.1f} ms, floor {floor['run_ms']:.1f} ms):", "",
+             "| operator | dense ms | floor ms |", "|---|---|---|"]
+    lines += [f"| {k} | {dense['by_op_ms'].get(k, 0.0):.2f} | {floor['by_op_ms'].get(k, 0.0):.2f} |" for k in kinds]
+    lines.append(f"| all operators (the rest of a run is scheduling between them) | "
+                 f"{sum(dense['by_op_ms'].values()):.2f} | {sum(floor['by_op_ms'].values()):.2f} |")
+    shape = lambda s: "x".join(map(str, s[1:])) if s else "?"  # noqa: E731
+    lines += ["", "The floor's slowest nodes: " + "; ".join(
+        f"{n['op']} {shape(n['input_shape'])} -> {shape(n['output_shape'])}"
+        + (f" (reads the input `{n['reads']}`)" if n["reads"] else "") + f" {n['ms']:.2f} ms"
+        for n in floor["top_nodes"]) + "."]
+    if floor["reads_ms"]:
+        held = sum(floor["reads_ms"].values())
+        lines[-1] += (" The nodes reading a raw input (the first conv of each branch, which methods.md keeps dense, "
+                      "and layout reorders) take " + ", ".join(f"{ms:.2f} ms on `{k}`" for k, ms in
+                                                               floor["reads_ms"].items())
+                      + f": {held:.2f} ms, {held / floor['run_ms'] * 100:.0f} % of the floor.")
+    budget = dense_ms / 3
+    lines += ["", f"A 3x variant has to run in {budget:.1f} ms: {budget - floor['run_ms']:.1f} ms above the floor "
+                  "(profiled) for all prunable convs together.", ""]
+    return lines
 
 
 def _gpu(gpu: dict | None) -> list:

@@ -99,6 +99,7 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     from ..model.checkpoint import load_detector
     from ..model.flops import count_flops, example_inputs
     from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from ..runtime.op_profile import profile_ops
     from ..runtime.timing import time_side_by_side
     from .granularity import narrowest
 
@@ -118,8 +119,10 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     timed = time_side_by_side(fns, iterations)
     dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
     size = count_flops(floor_model, cfg)
+    # Where the floor's time goes, against dense (same idle machine, right after the timing).
+    ops = {"dense": profile_ops(dense_dir / "fused.onnx", inputs), "floor": profile_ops(floor_path, inputs)}
     floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"],
-             LATENCY_KEY: timed[("channel_floor", "fused")]}
+             LATENCY_KEY: timed[("channel_floor", "fused")], "ops": ops}
     (variants_root / DENSE_LATENCY).write_text(json.dumps({LATENCY_KEY: dense, "channel_floor": floor}, indent=1))
     for m in manifests:
         lat = m["latency_ms"]

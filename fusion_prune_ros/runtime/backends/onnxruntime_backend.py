@@ -25,15 +25,22 @@ class _OrtSession(Session):
 class OnnxRuntimeBackend(Backend):
     kind = "onnxruntime"
 
+    def session_options(self):
+        """The options every session here runs with (also op_profile's, so its breakdown is of the same setup)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        return options
+
     def load(self, onnx_path: Path, modality: str, checkpoint: Path | None = None) -> Session:
         import onnxruntime as ort
 
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
             raise UserError(f"ONNX file not found: {onnx_path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
+        options = self.session_options()
         providers = ["CPUExecutionProvider"]
         if self.device.startswith("cuda"):
             if not cuda_available():
