@@ -13,6 +13,7 @@ import torch
 import torch_pruning as tp
 
 from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.export.onnx_export import sha256
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
@@ -21,8 +22,8 @@ from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_overlap
 from fusion_prune_ros.prune.plots import per_layer_plot
-from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, read_log,
-                                       remeasure_latency, rows, run_sweep, write_profile, write_table)
+from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, load_sweep_config, plan,
+                                       read_log, remeasure_latency, rows, run_sweep, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
@@ -129,7 +130,6 @@ def test_channel_pruning_reaches_the_parameter_target(model):
 
 
 def test_unknown_method_is_a_clear_error():
-    from fusion_prune_ros.errors import UserError
     with pytest.raises(UserError, match="unknown pruning method 'nope'"):
         get_scorer("nope")
 
@@ -307,6 +307,23 @@ def test_allocation_ablation_gives_the_dp_uniform_flops_and_less_predicted_disto
     assert dp["predicted_distortion"] <= uniform["predicted_distortion"] * (1 + 1e-6)
     assert set(dp["metrics"]) == {"fused"} and 0.0 <= dp["metrics"]["fused"]["NDS"] <= 1.0
     assert len(format_ablation(result)) == 4
+
+
+def test_shipped_sweep_plan_runs_priorities_in_order_and_checks_extra_runs():
+    cfg = load_sweep_config(Path(__file__).parents[1] / "config" / "prune" / "sweep.yaml")
+    specs = plan(cfg)
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names))
+    granularity = [s.granularity for s in specs]
+    # channel (the deployment format, extra seeds included) strictly before unstructured, then 2:4
+    assert granularity == sorted(granularity, key=["channel", "unstructured", "nm24"].index)
+    seeds = [s for s in specs if s.granularity == "channel" and s.seed > 0]
+    assert {s.method for s in seeds if s.sparsity == 0.8} == set(cfg.channel_methods)  # two seeds at 80 %
+    assert [(s.method, s.sparsity) for s in seeds[len(cfg.channel_methods):]] == \
+        [(m, lv) for m, lv, _ in cfg.extra_seed_runs]
+    cfg.extra_seed_runs = [["nonexistent", 0.7, 1]]
+    with pytest.raises(UserError, match="expected \\[method, sparsity, seed\\]"):
+        plan(cfg)
 
 
 def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..config import load_yaml
+from ..errors import UserError
 from ..export.onnx_export import sha256
 from ..export.ship import LATENCY_KEY
 from ..runtime.profile import Profile, Variant, save_profile
@@ -31,6 +32,9 @@ class SweepConfig:
     nm24_methods: list = field(default_factory=list)
     extra_seeds: list = field(default_factory=list)  # seeds run in addition to 0, at extra_seed_levels
     extra_seed_levels: list = field(default_factory=list)
+    # [method, sparsity, seed] channel runs after the extra seeds: more seeds where a verdict is closer than the
+    # seed spread, without running every method again at that level.
+    extra_seed_runs: list = field(default_factory=list)
 
 
 def plan(cfg: SweepConfig) -> list:
@@ -38,6 +42,11 @@ def plan(cfg: SweepConfig) -> list:
     specs = [PruneSpec(m, s, "channel") for s in cfg.channel_levels for m in cfg.channel_methods]
     specs += [PruneSpec(m, s, "channel", seed) for seed in cfg.extra_seeds for s in cfg.extra_seed_levels
               for m in cfg.channel_methods]
+    for run in cfg.extra_seed_runs:
+        if not (isinstance(run, (list, tuple)) and len(run) == 3 and run[0] in cfg.channel_methods):
+            raise UserError(f"extra_seed_runs entry {run!r}: expected [method, sparsity, seed] with a method of "
+                            f"channel_methods ({', '.join(cfg.channel_methods)})")
+        specs.append(PruneSpec(run[0], float(run[1]), "channel", int(run[2])))
     specs += [PruneSpec(m, s, "unstructured") for m in cfg.unstructured_methods for s in cfg.unstructured_levels]
     specs += [PruneSpec(m, 0.5, "nm24") for m in cfg.nm24_methods]
     return specs
