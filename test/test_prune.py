@@ -262,15 +262,18 @@ def test_findings_judge_the_targets_from_the_rows():
              _row("r80", "random", 0.8, 0, 0.30, 0.40, 10.0), _row("m30", "magnitude", 0.3, 0, 0.80, 0.699, 25.0)]
     text = "\n".join(findings(table, []))
     assert "the median spread measured (0.0100)" in text
-    assert "| 80% | altermoma | 0.5600 | 0.5200 | +0.0600 | +0.0200 | 0.0100 | beats |" in text
-    assert "| 80% | dm3d | 0.5100 | 0.4950 | +0.0100 | -0.0050 | 0.0100 | matches |" in text
-    # with two seeds of dm3d too, its own margin is the larger of the two spreads
+    # seed means: magnitude at 80 % is 0.495 / 0.495 over its two seeds
+    assert "| 80% | altermoma | 1 / 2 | 0.5600 | 0.5200 | +0.0650 | +0.0250 | 0.0100 | beats |" in text
+    assert "| 80% | dm3d | 1 / 2 | 0.5100 | 0.4950 | +0.0150 | +0.0000 | 0.0100 | matches |" in text
+    # with two seeds of dm3d too, its mean is compared and its margin is the larger of the two spreads
     table2 = table + [_row("d80b", "dm3d", 0.8, 1, 0.51, 0.475, 12.0)]
-    assert "| 80% | dm3d | 0.5100 | 0.4950 | +0.0100 | -0.0050 | 0.0200 | matches |" in "\n".join(findings(table2, []))
-    assert "| 80% | random |" in text and "| -0.1000 | 0.0100 | worse |" in text
+    assert "| 80% | dm3d | 2 / 2 | 0.5100 | 0.4850 | +0.0150 | -0.0100 | 0.0200 | matches |" in \
+        "\n".join(findings(table2, []))
+    assert "| 80% | random | 1 / 2 | 0.3000 | 0.4000 | -0.1950 | -0.0950 | 0.0100 | worse |" in text
     # a single-seed method is judged with the median spread, not the largest: altermoma's 0.05 does not loosen it
     table3 = table + [_row("a80b", "altermoma", 0.8, 1, 0.50, 0.47, 10.0), _row("r80b", "random", 0.8, 1, 0.3, 0.398, 10.0)]
-    assert "| 80% | dm3d | 0.5100 | 0.4950 | +0.0100 | -0.0050 | 0.0100 | matches |" in "\n".join(findings(table3, []))
+    assert "| 80% | dm3d | 1 / 2 | 0.5100 | 0.4950 | +0.0150 | +0.0000 | 0.0100 | matches |" in \
+        "\n".join(findings(table3, []))
     assert "| 30% |" not in text.split("### At >= 80")[0]  # only levels >= 50 % are compared
     assert "best altermoma mAP 0.5600 vs magnitude 0.5000: +12.0% relative (met; 2 of 4 methods measured)" in text
     assert "a80: 3.00x (10.0 vs 30.0 ms), NDS 0.5200 vs 0.7000: 18.00 points lost (not met; 4 variants >= 3x)" in text

@@ -120,20 +120,30 @@ def _seed0(rows: list) -> dict:
     return {(r["method"], r["sparsity"]): r for r in rows if r["seed"] == 0}
 
 
+def _seed_means(rows: list) -> dict:
+    """(method, level) -> {"mAP", "NDS", "seeds"}: the mean over the seeds measured (one seed: that seed's row)."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["sparsity"])].append(r)
+    return {key: {"mAP": float(np.mean([r["mAP"] for r in rs])), "NDS": float(np.mean([r["NDS"] for r in rs])),
+                  "seeds": len(rs)} for key, rs in groups.items()}
+
+
 def _versus_magnitude(rows: list, spread: list) -> list:
-    """'matches' within the seed noise of the two methods compared: the larger of their NDS spreads at that level
+    """Seed means compared (a second seed where a verdict was close would otherwise change only the margin);
+    'matches' within the seed noise of the two methods compared: the larger of their NDS spreads at that level
     when both have two seeds, else the median spread measured anywhere (else half an NDS point). The median, not
     the largest: one unstable method (AlterMOMA's 0.031 at 80 %, ten times the others') would otherwise loosen the
     verdict for every method that has one seed."""
-    by = _seed0(rows)
+    by = _seed_means(rows)
     levels = sorted({lv for m, lv in by if m == "magnitude" and lv >= 0.5})
     noise = {(s["method"], s["sparsity"]): s["NDS_spread"] for s in spread}
     fallback = float(np.median(list(noise.values()))) if noise else NDS_TOLERANCE
-    lines = ["### Every method at >= 50 % vs magnitude pruning (channel, seed 0, equal fine-tuning)", "",
+    lines = ["### Every method at >= 50 % vs magnitude pruning (channel, mean over seeds, equal fine-tuning)", "",
              "'matches' = NDS within the seed spread (max - min over seeds) of the method or of magnitude at that "
              f"level, whichever is larger; where either has one seed, the median spread measured ({fallback:.4f}).",
-             "", "| level | method | mAP | NDS | mAP - magnitude | NDS - magnitude | margin | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             "", "| level | method | seeds (method / magnitude) | mAP | NDS | mAP - magnitude | NDS - magnitude | "
+                 "margin | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     if not levels:
         return lines[:2] + ["Not measured yet: no magnitude variant at >= 50 %.", ""]
     for level in levels:
@@ -146,8 +156,8 @@ def _versus_magnitude(rows: list, spread: list) -> list:
             margin = max(pair) if None not in pair else fallback
             d_map, d_nds = r["mAP"] - mag["mAP"], r["NDS"] - mag["NDS"]
             verdict = "beats" if d_nds > margin else "matches" if d_nds >= -margin else "worse"
-            lines.append(f"| {level:.0%} | {method} | {r['mAP']:.4f} | {r['NDS']:.4f} | {d_map:+.4f} | {d_nds:+.4f} "
-                         f"| {margin:.4f} | {verdict} |")
+            lines.append(f"| {level:.0%} | {method} | {r['seeds']} / {mag['seeds']} | {r['mAP']:.4f} | {r['NDS']:.4f} "
+                         f"| {d_map:+.4f} | {d_nds:+.4f} | {margin:.4f} | {verdict} |")
     return lines + [""]
 
 
