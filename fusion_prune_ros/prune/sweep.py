@@ -75,7 +75,7 @@ def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: 
 
 
 def read_log(out_root: str | Path) -> list:
-    """The sweep log's entries: one per variant built to the end by one process (see prune_variant's `log`)."""
+    """The sweep log's entries: one per variant, written by the process that finished it (prune_variant's `log`)."""
     path = Path(out_root) / "sweep_log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 

@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -68,10 +68,11 @@ class PruneSpec:
 
 def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
                   quiet: bool = False, log: Path | None = None) -> dict:
-    """Run (or resume) one variant; returns its manifest. When this call built it (not found finished, nor finished
-    by another worker while it waited for the claim), one line {"variant", "seconds", "started", "finished", "pid"}
-    is appended to `log`: the start and finish times let the sweep's cost report tell parallel workers' throughput
-    from one variant's wall time."""
+    """Run (or resume) one variant; returns its manifest. When this call finished it (it was not found finished, nor
+    finished by another worker while this one took the claim), one line {"variant", "seconds", "started",
+    "finished", "pid"} is appended to `log`, covering this call's part of the work (a resumed variant's earlier
+    part is not in it): the times let the sweep's cost report tell parallel workers' throughput from one variant's
+    wall time."""
     if spec.granularity not in GRANULARITIES:
         raise UserError(f"unknown granularity {spec.granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     if not 0.0 < spec.sparsity < 1.0:
