@@ -38,9 +38,10 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
 
 def cost(manifests: list, log: list, planned: list) -> list:
     """Markdown lines: the measured cost per method (scoring, fine-tuning, the rest = evaluation + export +
-    latency) and the plan's remaining cost. `log`: the sweep log's entries (sweep.read_log), `planned`: the plan's variant names. The projection uses the measured throughput when the entries carry
-    start and finish times (several workers overlap, so one variant's wall time overstates the remaining time),
-    else the mean wall time per variant."""
+    latency) and the plan's remaining cost. `log`: the sweep log's entries (sweep.read_log), `planned`: the plan's
+    variant names. The projection uses the measured throughput when the entries carry start and finish times
+    (several workers overlap, so one variant's wall time overstates the remaining time), else the mean wall time
+    per variant."""
     lines = ["## Cost (2-core CPU, measured)", ""]
     seconds = {e["variant"]: e["seconds"] for e in log}
     per_method = defaultdict(list)
