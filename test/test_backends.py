@@ -36,6 +36,19 @@ def test_onnxruntime_and_torch_agree_on_every_variant(profile):
             np.testing.assert_allclose(x, y, atol=1e-4)
 
 
+def test_onnxruntime_without_spinning_gives_the_same_outputs(profile):
+    """The sweep's re-timing runs sessions with spinning off: an option of the thread pool, not of the numbers."""
+    from fusion_prune_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    quiet = OnnxRuntimeBackend(spinning=False)
+    assert quiet.session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    v, inputs = profile.variants[0], _inputs(profile)
+    a = OnnxRuntimeBackend().load(profile.path(v.onnx), v.modality).run(inputs)
+    b = quiet.load(profile.path(v.onnx), v.modality).run(inputs)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_auto_picks_the_fastest_available_backend():
     kinds = available_kinds()
     assert kinds[-1] == ("onnxruntime", "cpu")  # always there, the last resort

@@ -114,7 +114,9 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
 
     cfg = load_yaml(DetectorConfig, dense_dir / "detector.yaml")
     inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
-    backend = OnnxRuntimeBackend(device="cpu", threads=2)
+    # Spinning off and one timed call per graph per round: two re-timings then agree within about 5 %; with
+    # spinning on and 4 rounds of 10 calls the ratios moved by a median of 17 % (docs/pruning.md).
+    backend = OnnxRuntimeBackend(device="cpu", threads=2, spinning=False)
     folders = {"dense": dense_dir, **{m["name"]: variants_root / m["name"] for m in manifests}}
     fns = {}
     for name, folder in folders.items():
@@ -125,7 +127,7 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     (variants_root / "channel_floor").mkdir(parents=True, exist_ok=True)
     floor_path = export_onnx(floor_model, cfg, "fused", variants_root / "channel_floor" / "fused.onnx")
     fns[("channel_floor", "fused")] = (lambda s: lambda: s.run(inputs))(backend.load(floor_path, "fused"))
-    timed = time_side_by_side(fns, iterations)
+    timed = time_side_by_side(fns, iterations, rounds=iterations)
     dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
     size = count_flops(floor_model, cfg)
     # Where the floor's time goes, against dense (same idle machine, right after the timing).

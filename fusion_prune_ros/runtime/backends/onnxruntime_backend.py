@@ -25,6 +25,13 @@ class _OrtSession(Session):
 class OnnxRuntimeBackend(Backend):
     kind = "onnxruntime"
 
+    def __init__(self, device: str = "cpu", threads: int = 2, spinning: bool = True, **kw):
+        """`spinning=False`: intra-op threads sleep as soon as a run ends. Each session owns its thread pool, and
+        spinning threads of the session that just ran take the cores from the next one: for timing many sessions
+        side by side (the sweep's re-timing), not for the node, where one session runs frame after frame."""
+        super().__init__(device, threads, **kw)
+        self.spinning = spinning
+
     def session_options(self):
         """The options every session here runs with (also op_profile's, so its breakdown is of the same setup)."""
         import onnxruntime as ort
@@ -32,6 +39,8 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return options
 
     def load(self, onnx_path: Path, modality: str, checkpoint: Path | None = None) -> Session:
