@@ -243,7 +243,7 @@ def _sweep(args) -> None:
         per_layer_plot(manifests, docs / f"per_layer_channel_{round(level * 100)}.png", level)
     if args.profile:
         write_profile(manifests, dense_dir, out, Path(args.profile), Path(args.ship) if args.ship else None,
-                      args.max_nds_loss)
+                      args.max_nds_loss, args.min_step_gain)
         print(f"profile written: {args.profile}")
     print(f"results: {docs / 'pruning_results.md'}")
 
@@ -452,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and point the profile at the copies")
     p.add_argument("--max-nds-loss", type=float, default=0.05,
                    help="latency steps of the profile lose at most this much NDS against the dense fused model")
+    p.add_argument("--min-step-gain", type=float, default=0.10,
+                   help="each latency step of the profile is at least this fraction faster than the one above it "
+                   "(steps within the timing noise are thinned out)")
     p.add_argument("--limit", type=int, help="run at most this many new variants now")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
     p.add_argument("--remeasure", action="store_true",

@@ -23,7 +23,8 @@ from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_overlap
 from fusion_prune_ros.prune.plots import per_layer_plot
 from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, load_sweep_config, plan,
-                                       read_log, remeasure_latency, rows, run_sweep, write_profile, write_table)
+                                       read_log, remeasure_latency, rows, run_sweep, thin_ladder, write_profile,
+                                       write_table)
 from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
@@ -358,6 +359,16 @@ def _fake_model_dir(folder: Path) -> None:
     folder.mkdir(parents=True)
     for f in ("model.pt", "fused.onnx", "lidar.onnx", "camera.onnx", "detector.yaml", "manifest.json"):
         (folder / f).write_bytes(f"{folder.name}/{f}".encode())
+
+
+def test_thin_ladder_keeps_steps_a_margin_apart_and_both_ends():
+    # the fused + LiDAR-only front of the 2026-11-28 re-timing (ms, most accurate first)
+    front = [32.5, 32.35, 28.36, 28.12, 27.74, 23.42, 22.98, 19.11, 17.59, 17.42, 17.19, 16.48, 16.33, 13.64]
+    assert thin_ladder(front, float, 0.10) == [32.5, 28.36, 23.42, 19.11, 17.19, 13.64]
+    assert thin_ladder(front, float, 0.0) == front
+    assert thin_ladder([30.0, 25.0, 20.0, 19.0], float, 0.10) == [30.0, 25.0, 19.0]  # the fastest wins over 20
+    assert thin_ladder([30.0, 29.0], float, 0.10) == [30.0]  # a fastest step within the noise buys nothing
+    assert thin_ladder([], float, 0.10) == []
 
 
 def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(tmp_path):

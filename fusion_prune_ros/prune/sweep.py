@@ -130,7 +130,10 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     timed = time_side_by_side(fns, iterations, rounds=iterations)
     dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
     size = count_flops(floor_model, cfg)
-    # Where the floor's time goes, against dense (same idle machine, right after the timing).
+    # Where the floor's time goes, against dense (same idle machine, right after the timing). The ~150 timed
+    # sessions are released first, so the profiled session runs alone: while their thread pools stayed alive, the
+    # floor's GridSample read 0.5 ms in one report and 3.9 ms in the next.
+    fns.clear()
     ops = {"dense": profile_ops(dense_dir / "fused.onnx", inputs), "floor": profile_ops(floor_path, inputs)}
     floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"],
              LATENCY_KEY: timed[("channel_floor", "fused")], "ops": ops}
@@ -218,14 +221,15 @@ def _fmt(v) -> str:
 
 
 def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
-                  ship_root: Path | None = None, max_nds_loss: float = 0.05) -> Profile:
+                  ship_root: Path | None = None, max_nds_loss: float = 0.05, min_step_gain: float = 0.10) -> Profile:
     """The node's profile: its latency ladder, then the fallbacks for sensor loss.
 
     The ladder is the Pareto front (accuracy vs latency) over the fused graphs *and* the LiDAR-only graphs of the
     dense model and every channel-pruned variant, most accurate first: with both sensors working the policy may
     step down to either kind (a LiDAR-only graph is judged by its camera-lost accuracy, which is what it computes).
     A graph more than `max_nds_loss` below the dense fused NDS is no step: a fast detector that misses what the
-    dense one finds is not what a budget should buy. Then the most accurate LiDAR-only graph (camera loss) and
+    dense one finds is not what a budget should buy. Steps closer than `min_step_gain` in latency are thinned out
+    (`thin_ladder`). Then the most accurate LiDAR-only graph (camera loss) and
     camera-only graph (LiDAR loss) when the ladder lacks them. Camera-only graphs are never latency steps (the
     policy uses them only without LiDAR).
 
@@ -250,7 +254,8 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     for c, mode, score in sorted(graphs, key=lambda g: (g[0]["latency"][g[1]], -g[2])):
         if not front or score > front[-1][2]:
             front.append((c, mode, score))
-    chosen = [(c, mode) for c, mode, _ in sorted(front, key=lambda g: -g[2])]
+    front.sort(key=lambda g: -g[2])
+    chosen = [(c, mode) for c, mode, _ in thin_ladder(front, lambda g: g[0]["latency"][g[1]], min_step_gain)]
     for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):
         best = max(candidates, key=lambda c: nds(c, condition))
         if (best, mode) not in chosen:
@@ -273,6 +278,28 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     profile_path.parent.mkdir(parents=True, exist_ok=True)
     save_profile(profile, profile_path)
     return profile
+
+
+def thin_ladder(front: list, latency, min_step_gain: float) -> list:
+    """Keep the steps of a Pareto front (most accurate first) that are each at least `min_step_gain` (a fraction)
+    faster than the step kept above them; both ends always stay unless the fastest is within the gain of the top.
+
+    Why: a step whose latency is within the timing noise of its neighbour buys the policy nothing when it steps
+    down, yet it ships a model and makes the ladder change between two re-timings of the same graphs. Two full
+    re-timings of the sweep's graphs disagreed by up to 8.7 % (90th percentile) per ratio, hence the default 10 %.
+    Going down from the top, the first step past the gain is the most accurate one there, so no accuracy is lost
+    at any latency the thinned ladder can reach."""
+    if not front:
+        return []
+    kept = [front[0]]
+    fastest = front[-1]
+    for step in front[1:-1]:
+        if (latency(step) <= latency(kept[-1]) * (1 - min_step_gain)
+                and latency(fastest) <= latency(step) * (1 - min_step_gain)):
+            kept.append(step)
+    if len(front) > 1 and latency(fastest) <= latency(kept[-1]) * (1 - min_step_gain):
+        kept.append(fastest)
+    return kept
 
 
 def _ship(candidate: dict, modes: list, ship_root: Path) -> dict:
