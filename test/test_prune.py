@@ -21,11 +21,12 @@ from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_mask
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_overlap
+from fusion_prune_ros.prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms
 from fusion_prune_ros.prune.plots import per_layer_plot
 from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, load_sweep_config, plan,
                                        read_log, remeasure_latency, rows, run_sweep, thin_ladder, write_profile,
                                        write_table)
-from fusion_prune_ros.prune.units import DENSE, prunable_params, prunable_units
+from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
 from fusion_prune_ros.prune.variant_latency import current, time_variants
@@ -113,6 +114,55 @@ def test_structural_pruning_equals_zeroed_channels(model, unit):
     for a, b in zip(reference, out):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("unit", ["lidar.out.0", "fuser.conv.0", "bev.level2.0.0", "bev.out.0", "head.shared.0"])
+def test_channels_zeroed_computes_what_removing_those_channels_computes(model, unit):
+    """The curves of the layer-adaptive allocators under channel granularity: zeroing a unit's weakest output
+    channels (conv rows and BatchNorm scale and shift) must give what Torch-Pruning's physical removal of the same
+    channels gives, and everything must be restored afterwards. Units whose group holds only themselves (a residual
+    group's other members are removed along with them, which a per-unit curve does not model)."""
+    m, cfg = model
+    ex = _inputs(cfg)
+    u = next(x for x in prunable_units(m) if x.name == unit)
+    before = copy.deepcopy(m.state_dict())
+    with torch.no_grad(), channels_zeroed(m, u, 0.6) as idx:
+        zeroed_out = m(*ex)
+    assert len(idx) == round(channel_fraction(0.6) * len(output_channel_norms(u))) > 0
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+    pruned = copy.deepcopy(m)
+    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=ex)
+    group = graph.get_pruning_group(dict(pruned.named_modules())[unit], tp.prune_conv_out_channels,
+                                    idxs=idx.tolist())
+    assert [dep.layer for dep, _ in group if dep.pruning_fn == tp.prune_conv_out_channels] == [
+        dict(pruned.named_modules())[unit]]
+    group.prune()
+    with torch.no_grad():
+        out = pruned(*ex)
+    for a, b in zip(zeroed_out, out):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_channels_zeroed_handles_transposed_convs():
+    """A ConvTranspose2d keeps its output channels in dim 1 (the detector's transposed convs share residual groups,
+    so they are checked on a toy network: up-convolution, norm, ReLU, conv)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 8, 2, stride=2), torch.nn.BatchNorm2d(8),
+                                                  torch.nn.ReLU()), torch.nn.Conv2d(8, 3, 3)).eval()
+    with torch.no_grad():
+        net[0][1].bias.uniform_(0.5, 1.0)  # a leaked shift would show downstream
+    x = torch.randn(2, 4, 5, 5)
+    u = Unit("0.0", net[0][0], "fusion")
+    with torch.no_grad(), channels_zeroed(net, u, 0.75) as idx:
+        zeroed_out = net(x)
+    keep = [c for c in range(8) if c not in set(idx.tolist())]
+    assert len(idx) == 4
+    slim = copy.deepcopy(net)
+    with torch.no_grad():
+        slim[1].weight.data = net[1].weight.data[:, keep]
+        slim[1].in_channels = len(keep)
+        reference = slim[1](net[0](x)[:, keep])
+    torch.testing.assert_close(zeroed_out, reference)
 
 
 def test_channel_pruning_reaches_the_parameter_target(model):

@@ -295,6 +295,18 @@ def test_mmprune4u_on_the_small_detector(ctx):
     ctx.model.zero_grad(set_to_none=True)
 
 
+def test_mmprune4u_channel_curves_price_whole_channels(ctx):
+    """Under channel granularity with `channel_curves`, the curves are measured with whole output channels removed
+    (only then: unstructured keeps the weight curves), which changes the allocation; the budget is still met."""
+    weights = MMPrune4UScorer(curve_batches=1)(ctx, 0.5, "channel")
+    channels = MMPrune4UScorer(curve_batches=1, channel_curves=True)(ctx, 0.5, "channel")
+    assert (weights.info["curves"], channels.info["curves"]) == ("weights", "channels")
+    assert MMPrune4UScorer(curve_batches=1, channel_curves=True)(ctx, 0.5, "unstructured").info["curves"] == "weights"
+    assert channels.info["phi"] != weights.info["phi"]
+    kept = sum(channels.keep[u.name] * u.numel for u in prunable_units(ctx.model))
+    assert 0.48 * prunable_params(ctx.model) <= kept <= 0.5 * prunable_params(ctx.model)
+
+
 def test_mmprune4u_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):
     scores = get_scorer("mmprune4u", curve_batches=1)(dead_ctx, 0.5, "unstructured")
     phi = scores.info["phi"]

@@ -19,6 +19,10 @@ bound it, the curves use only the first `curve_batches` (default 2) calibration 
 (`GRID`, 7 points).
 
 Choices where the abstract is silent (the lead's "paper vs ours" notes):
+- `channel_curves=True` (channel granularity only): a unit at phi loses its lowest-L1 output channels, the fraction
+  the framework would remove (`channel_zeroing`), instead of its lowest-magnitude weights. The weight-zeroing curves
+  are what methods.md section 4 specifies, but a channel-pruned variant never loses scattered weights: the curves then
+  price a different network from the one deployed (measured in docs/pruning.md).
 - D is normalised by D_ref, the mean over units of D_u at the largest grid ratio, so gamma is dimensionless:
   gamma = 1 weighs a 100 % change of one modality's FFI like the average unit's worst-case output distortion.
 - D and FFI are measured in the same noisy forward pass; the dense reference uses the same noise draw, so the
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
@@ -39,6 +44,7 @@ from torch import nn
 
 from ..allocate import ALLOCATORS
 from ..calibration import PruneContext, outputs
+from ..channel_zeroing import channels_zeroed
 from ..units import prunable_units
 from . import register
 from .base import Scorer, Scores, weights_of
@@ -119,11 +125,12 @@ class MMPrune4UScorer(Scorer):
     name = "mmprune4u"
 
     def __init__(self, gamma: float = 1.0, noise: float = 0.1, curve_batches: int = 2, grid: tuple = GRID,
-                 allocator: str = "dp", regularise: bool = False):
+                 allocator: str = "dp", regularise: bool = False, channel_curves: bool = False):
         if allocator not in ALLOCATORS:
             raise ValueError(f"allocator must be one of {sorted(ALLOCATORS)}, not {allocator!r}")
         self.gamma, self.noise, self.curve_batches = gamma, noise, curve_batches
         self.grid, self.allocator, self.regularise = np.asarray(grid, dtype=float), allocator, regularise
+        self.channel_curves = channel_curves
 
     def __call__(self, ctx: PruneContext, sparsity: float, granularity: str) -> Scores:
         start = time.perf_counter()
@@ -133,12 +140,14 @@ class MMPrune4UScorer(Scorer):
         model.eval()
         try:
             make_noise = gaussian_noise(self.noise, torch.Generator().manual_seed(ctx.seed))
+            by_channel = self.channel_curves and granularity == "channel"
             dense = [measure(model, b, make_noise) for b in batches]
             ffi_dense = {m: float(np.mean([float(ffi[m].mean()) for _, ffi, _ in dense])) for m in MODALITIES}
             distortion, change = {}, {}
             for u in units:
                 order = torch.argsort(u.weight.detach().abs().flatten(), stable=True)
-                distortion[u.name], change[u.name] = self._curves(model, u, order, batches, dense, ffi_dense)
+                prune = partial(channels_zeroed, model, u) if by_channel else partial(zeroed, u, order)
+                distortion[u.name], change[u.name] = self._curves(model, prune, batches, dense, ffi_dense)
         finally:
             model.train(was_training)
         d_ref = float(np.mean([d[-1] for d in distortion.values()])) or 1.0
@@ -149,7 +158,8 @@ class MMPrune4UScorer(Scorer):
         keep = {n: 1.0 - p for n, p in choice.items()}
         info = {
             "gamma": self.gamma, "noise_sigma_over_std": self.noise, "grid": self.grid.tolist(),
-            "curve_batches": len(batches), "allocator": self.allocator, "d_ref": d_ref, "ffi_dense": ffi_dense,
+            "curve_batches": len(batches), "curves": "channels" if by_channel else "weights",
+            "allocator": self.allocator, "d_ref": d_ref, "ffi_dense": ffi_dense,
             "realised_sparsity": round(sparsity_of(choice, numels), 4),
             "sparsity_by_modality": by_modality(units, choice),
             "keep_by_modality": {m: round(float(np.mean([keep[u.name] for u in units if u.modality == m])), 4)
@@ -161,13 +171,14 @@ class MMPrune4UScorer(Scorer):
         return Scores(weights={n: w.abs() for n, w in weights_of(model).items()}, keep=keep,
                       regulariser=regulariser, info=info)
 
-    def _curves(self, model, unit, order, batches, dense, ffi_dense) -> tuple:
-        """D_u and R_u on the grid for one unit; every batch reuses the noise of its dense pass."""
+    def _curves(self, model, prune, batches, dense, ffi_dense) -> tuple:
+        """D_u and R_u on the grid for one unit, `prune(phi)` the context that removes its fraction phi; every
+        batch reuses the noise of its dense pass."""
         d, r = np.zeros(len(self.grid)), np.zeros(len(self.grid))
         for k, phi in enumerate(self.grid):
             if phi == 0.0:
                 continue  # the dense model: D = R = 0 by construction
-            with zeroed(unit, order, float(phi)):
+            with prune(float(phi)):
                 measured = [measure(model, b, lambda maps, n=noise: n) for b, (_, _, noise) in zip(batches, dense)]
             d[k] = np.mean([float(((y - y0) ** 2).sum(1).mean()) for (y, _, _), (y0, _, _) in zip(measured, dense)])
             r[k] = sum(abs(np.mean([float(ffi[m].mean()) for _, ffi, _ in measured]) - ffi_dense[m]) / ffi_dense[m]
