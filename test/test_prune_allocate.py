@@ -20,6 +20,7 @@ from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, distortion_curves, forward_curve, forward_scale,
                                                  hessian_curve, objective_gradients,
                                                  prune_count, unit_macs)
+from fusion_prune_ros.prune.curve_shapes import format_curve_shapes, measure_curve_shapes
 from fusion_prune_ros.prune.scorers.mmprune4u import GRID, MMPrune4UScorer
 from fusion_prune_ros.prune.units import Unit, prunable_params, prunable_units
 
@@ -305,6 +306,23 @@ def test_mmprune4u_channel_curves_price_whole_channels(ctx):
     assert channels.info["phi"] != weights.info["phi"]
     kept = sum(channels.keep[u.name] * u.numel for u in prunable_units(ctx.model))
     assert 0.48 * prunable_params(ctx.model) <= kept <= 0.5 * prunable_params(ctx.model)
+
+
+def test_curve_shapes_are_zero_for_dead_units_and_restore_the_model(dead_ctx):
+    """A unit whose output the network ignores costs nothing either way; live units cost something at the top of
+    the grid; the model comes back unchanged; the report has a row per phi and per unit."""
+    before = {k: v.clone() for k, v in dead_ctx.model.state_dict().items()}
+    result = {"grid": [0.5, 0.95], "curves": measure_curve_shapes(dead_ctx.model, dead_ctx.calibration[:1],
+                                                                  (0.5, 0.95), quiet=True)}
+    assert all(torch.equal(v, dead_ctx.model.state_dict()[k]) for k, v in before.items())
+    curves = result["curves"]
+    assert set(curves) == {u.name for u in prunable_units(dead_ctx.model)}
+    for name in DEAD_UNITS:
+        assert curves[name] == {"weights": [0.0, 0.0], "channels": [0.0, 0.0]}
+    live = [n for n in curves if n not in DEAD_UNITS]
+    assert all(curves[n]["weights"][1] > 0 and curves[n]["channels"][1] > 0 for n in live)
+    lines = format_curve_shapes(result)
+    assert len(lines) == 2 + 2 + 3 + 2 + len(curves)  # phi table, note, unit table
 
 
 def test_mmprune4u_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):

@@ -165,6 +165,7 @@ class MMPrune4UScorer(Scorer):
             "keep_by_modality": {m: round(float(np.mean([keep[u.name] for u in units if u.modality == m])), 4)
                                  for m in sorted({u.modality for u in units})},
             "phi": {n: round(p, 4) for n, p in choice.items()},
+            "cost_curves": {n: [float(f"{v:.4g}") for v in curves[n]] for n in curves},  # what the DP saw
             "seconds": round(time.perf_counter() - start, 2),
         }
         regulariser = information_regulariser(self.gamma, self.noise, ctx.seed, ffi_dense) if self.regularise else None

@@ -1,0 +1,88 @@
+"""`fusion-prune curve-shapes`: do the layer-adaptive allocators' curves price what channel pruning removes?
+
+methods.md (section 4) measures a unit's distortion curve by zeroing its lowest-magnitude *weights*; a channel-pruned
+variant loses whole output channels instead. This measures both curves for every prunable unit of a model, on the
+same calibration frames as the sweep, with only that unit pruned: the weakest weights (|w|) at fraction phi, and
+the weakest output channels (L1) that the framework removes for the same parameter fraction (`channel_zeroing`).
+If the two rank the units alike, the allocation does not care which is used; where they disagree, the weight
+curves send the DP to prune units that are cheap to thin but expensive to narrow (docs/pruning.md, MMPrune4U).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.dataset import Augment, DetectionDataset, build_cache
+from ..model.checkpoint import load_detector
+from .calibration import calibration_batches, outputs
+from .channel_zeroing import channel_fraction, channels_zeroed
+from .scorers.altermoma import spearman
+from .scorers.dm3d import output_vector, zeroed
+from .units import prunable_units
+
+
+@dataclass
+class CurveShapesConfig:
+    grid: tuple = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95)  # MMPrune4U's grid (without 0, where both are 0)
+    calibration_frames: int = 128  # the sweep's calibration set (config/prune/sweep.yaml)
+    calibration_batch: int = 8
+    batches: int = 2  # MMPrune4U's curve_batches
+
+
+def measure_curve_shapes(model: torch.nn.Module, batches: list, grid: tuple, quiet: bool = False) -> dict:
+    """unit name -> {"weights": [D at each phi], "channels": [D at each phi]}; D = E||y - y'||^2 per frame of the
+    head's outputs (`output_vector`), only that unit pruned, eval mode."""
+    model.eval()
+    result = {}
+    with torch.no_grad():
+        dense = [output_vector(*outputs(model, b)) for b in batches]
+
+        def distortion() -> float:
+            return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
+                                  for b, y in zip(batches, dense)]))
+
+        for u in tqdm(prunable_units(model), desc="curve shapes", disable=quiet):
+            order = torch.argsort(u.weight.detach().abs().flatten(), stable=True)
+            curves = {"weights": [], "channels": []}
+            for phi in grid:
+                with zeroed(u, order, phi):
+                    curves["weights"].append(distortion())
+                with channels_zeroed(model, u, phi):
+                    curves["channels"].append(distortion())
+            result[u.name] = curves
+    return result
+
+
+def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, quiet: bool = False) -> dict:
+    model, dcfg, _ = load_detector(dense)
+    start = time.time()
+    plain = DetectionDataset(build_cache(dcfg, dcfg.data.train_split, quiet=quiet), dcfg, Augment(), seed=0)
+    batches = calibration_batches(plain, cfg.calibration_frames, cfg.calibration_batch, seed=0)[:cfg.batches]
+    curves = measure_curve_shapes(model, batches, cfg.grid, quiet)
+    return {"grid": list(cfg.grid), "curves": curves, "seconds": round(time.time() - start, 1),
+            "frames": sum(len(b["presence"]) for b in batches)}
+
+
+def format_curve_shapes(result: dict) -> list:
+    """Markdown: per phi, the rank agreement of the two kinds of curve across units and the units each ranks
+    costliest; then every unit's two curves."""
+    grid, curves = result["grid"], result["curves"]
+    names = list(curves)
+    lines = ["| phi | channels removed | Spearman across units | costliest 3, weight curves | costliest 3, channel curves |",
+             "|---|---|---|---|---|"]
+    for k, phi in enumerate(grid):
+        w = torch.tensor([curves[n]["weights"][k] for n in names])
+        c = torch.tensor([curves[n]["channels"][k] for n in names])
+        top = lambda v: ", ".join(names[i] for i in v.argsort(descending=True)[:3].tolist())  # noqa: E731
+        lines.append(f"| {phi:.2f} | {channel_fraction(phi):.0%} | {spearman(w, c):.2f} | {top(w)} | {top(c)} |")
+    lines += ["", "D per unit (weights / channels) at each phi:", "",
+              "| unit | " + " | ".join(f"{phi:.2f}" for phi in grid) + " |", "|---|" + "---|" * len(grid)]
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(f"{a:.3g} / {b:.3g}" for a, b in
+                                              zip(curves[n]["weights"], curves[n]["channels"])) + " |")
+    return lines
