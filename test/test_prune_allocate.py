@@ -20,7 +20,7 @@ from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, distortion_curves, forward_curve, forward_scale,
                                                  hessian_curve, objective_gradients,
                                                  prune_count, unit_macs)
-from fusion_prune_ros.prune.curve_shapes import format_curve_shapes, measure_curve_shapes
+from fusion_prune_ros.prune.curve_shapes import allocation_distortion, format_curve_shapes, measure_curve_shapes
 from fusion_prune_ros.prune.scorers.mmprune4u import GRID, MMPrune4UScorer
 from fusion_prune_ros.prune.units import Unit, prunable_params, prunable_units
 
@@ -323,6 +323,14 @@ def test_curve_shapes_are_zero_for_dead_units_and_restore_the_model(dead_ctx):
     assert all(curves[n]["weights"][1] > 0 and curves[n]["channels"][1] > 0 for n in live)
     lines = format_curve_shapes(result)
     assert len(lines) == 2 + 2 + 3 + 2 + len(curves)  # phi table, note, unit table
+
+
+def test_allocation_distortion_is_additive_for_one_unit_and_zero_for_dead_units(dead_ctx):
+    model, batches = dead_ctx.model, dead_ctx.calibration[:1]
+    dead = allocation_distortion(model, batches, {n: 1 for n in DEAD_UNITS})
+    assert dead["summed"] == dead["joint"] == 0.0
+    one = allocation_distortion(model, batches, {"fuser.conv.0": 2, **{n: 1 for n in DEAD_UNITS}})
+    assert one["joint"] == pytest.approx(one["summed"]) and one["summed_by_modality"]["fusion"] == one["summed"] > 0
 
 
 def test_mmprune4u_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):

@@ -46,9 +46,16 @@ def output_channel_norms(unit: Unit) -> torch.Tensor:
 def channels_zeroed(model: nn.Module, unit: Unit, phi: float):
     """Inside: the `channel_fraction(phi)` of the unit's output channels with the smallest L1 norm (at least one
     channel stays) output exactly zero; everything is restored on exit."""
-    norms = output_channel_norms(unit)
-    n = min(round(channel_fraction(phi) * norms.numel()), norms.numel() - 1)
-    idx = torch.argsort(norms, stable=True)[:n]
+    channels = output_channel_norms(unit).numel()
+    with weakest_channels_zeroed(model, unit, min(round(channel_fraction(phi) * channels), channels - 1)) as idx:
+        yield idx
+
+
+@contextmanager
+def weakest_channels_zeroed(model: nn.Module, unit: Unit, n: int):
+    """Inside: the n output channels of the unit with the smallest L1 norm output exactly zero (yields their
+    indices); everything is restored on exit."""
+    idx = torch.argsort(output_channel_norms(unit), stable=True)[:n]
     out_dim = 1 if isinstance(unit.module, nn.ConvTranspose2d) else 0
     norm = following_norm(model, unit)
     if norm is not None and not norm.affine:

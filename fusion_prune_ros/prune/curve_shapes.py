@@ -9,7 +9,9 @@ curves send the DP to prune units that are cheap to thin but expensive to narrow
 """
 from __future__ import annotations
 
+import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from tqdm import tqdm
 from ..data.dataset import Augment, DetectionDataset, build_cache
 from ..model.checkpoint import load_detector
 from .calibration import calibration_batches, outputs
-from .channel_zeroing import channel_fraction, channels_zeroed
+from .channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms, weakest_channels_zeroed
 from .scorers.altermoma import spearman
 from .scorers.dm3d import output_vector, zeroed
 from .units import prunable_units
@@ -58,14 +60,50 @@ def measure_curve_shapes(model: torch.nn.Module, batches: list, grid: tuple, qui
     return result
 
 
-def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, quiet: bool = False) -> dict:
+def allocation_distortion(model: torch.nn.Module, batches: list, widths: dict) -> dict:
+    """The distortion of a channel allocation (unit name -> channels kept) on the dense weights: every unit cut
+    alone, summed (what a DP over single-unit curves minimises, assuming additivity), and all units cut together
+    (what the network then computes, before fine-tuning)."""
+    model.eval()
+    units = {u.name: u for u in prunable_units(model)}
+    cut = {n: output_channel_norms(units[n]).numel() - k for n, k in widths.items() if n in units}
+    with torch.no_grad():
+        dense = [output_vector(*outputs(model, b)) for b in batches]
+
+        def distortion() -> float:
+            return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
+                                  for b, y in zip(batches, dense)]))
+
+        single = {}
+        for n, c in cut.items():
+            if c > 0:
+                with weakest_channels_zeroed(model, units[n], c):
+                    single[n] = distortion()
+        with ExitStack() as stack:
+            for n, c in cut.items():
+                stack.enter_context(weakest_channels_zeroed(model, units[n], c))
+            joint = distortion()
+    by_modality = {m: sum(v for n, v in single.items() if units[n].modality == m)
+                   for m in sorted({u.modality for u in units.values()})}
+    return {"summed": sum(single.values()), "joint": joint, "summed_by_modality": by_modality}
+
+
+def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, variants: tuple = (), quiet: bool = False) -> dict:
+    """The curve comparison on `dense`, and `allocation_distortion` of each channel-pruned variant folder given
+    (its kept widths from manifest.json, cut from the dense weights) beside its NDS after fine-tuning."""
     model, dcfg, _ = load_detector(dense)
     start = time.time()
     plain = DetectionDataset(build_cache(dcfg, dcfg.data.train_split, quiet=quiet), dcfg, Augment(), seed=0)
     batches = calibration_batches(plain, cfg.calibration_frames, cfg.calibration_batch, seed=0)[:cfg.batches]
     curves = measure_curve_shapes(model, batches, cfg.grid, quiet)
-    return {"grid": list(cfg.grid), "curves": curves, "seconds": round(time.time() - start, 1),
-            "frames": sum(len(b["presence"]) for b in batches)}
+    allocations = {}
+    for folder in map(Path, variants):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        allocations[folder.name] = {**allocation_distortion(model, batches, manifest["scoring"]["structure"]["channels"]),
+                                    "NDS": manifest["metrics"]["fused"]["NDS"],
+                                    "lidar_pruned": manifest["sparsity_realised"]["per_modality"].get("lidar", 0.0)}
+    return {"grid": list(cfg.grid), "curves": curves, "allocations": allocations,
+            "seconds": round(time.time() - start, 1), "frames": sum(len(b["presence"]) for b in batches)}
 
 
 def format_curve_shapes(result: dict) -> list:
@@ -80,6 +118,15 @@ def format_curve_shapes(result: dict) -> list:
         c = torch.tensor([curves[n]["channels"][k] for n in names])
         top = lambda v: ", ".join(names[i] for i in v.argsort(descending=True)[:3].tolist())  # noqa: E731
         lines.append(f"| {phi:.2f} | {channel_fraction(phi):.0%} | {spearman(w, c):.2f} | {top(w)} | {top(c)} |")
+    if result.get("allocations"):
+        lines += ["", "Whole allocations (channel widths of each variant, cut from the dense weights by L1, before "
+                  "fine-tuning) vs the variant's NDS after fine-tuning:", "",
+                  "| variant | summed single-unit D | of which LiDAR units | joint D | joint / summed | LiDAR pruned "
+                  "| NDS after fine-tuning |", "|---|---|---|---|---|---|---|"]
+        for name, a in result["allocations"].items():
+            lines.append(f"| {name} | {a['summed']:.4g} | {a['summed_by_modality'].get('lidar', 0.0):.4g} | "
+                         f"{a['joint']:.4g} | {a['joint'] / a['summed']:.2f} | {a['lidar_pruned']:.0%} | "
+                         f"{a['NDS']:.4f} |")
     lines += ["", "D per unit (weights / channels) at each phi:", "",
               "| unit | " + " | ".join(f"{phi:.2f}" for phi in grid) + " |", "|---|" + "---|" * len(grid)]
     for n in names:
