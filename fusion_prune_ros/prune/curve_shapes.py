@@ -99,7 +99,7 @@ def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, variants: tuple 
     allocations = {}
     for folder in map(Path, variants):
         manifest = json.loads((folder / "manifest.json").read_text())
-        allocations[folder.name] = {**allocation_distortion(model, batches, manifest["scoring"]["structure"]["channels"]),
+        allocations[str(folder)] = {**allocation_distortion(model, batches, manifest["scoring"]["structure"]["channels"]),
                                     "NDS": manifest["metrics"]["fused"]["NDS"],
                                     "lidar_pruned": manifest["sparsity_realised"]["per_modality"].get("lidar", 0.0)}
     return {"grid": list(cfg.grid), "curves": curves, "allocations": allocations,
