@@ -279,7 +279,10 @@ def _curve_shapes(args) -> None:
              "set. Weights: the fraction phi of the unit's smallest |w| zeroed (the curves methods.md section 4 "
              "specifies). Channels: the weakest output channels (L1) that channel pruning removes for the same "
              "parameter fraction, zeroed with their BatchNorm scale and shift (what Torch-Pruning's removal "
-             f"computes). {result['seconds']:.0f} s.", "", *format_curve_shapes(result)]
+             f"computes). {result['seconds']:.0f} s.", "",
+             "`fusion-prune curve-shapes --dense " + " ".join([args.dense, *(["--variants", *args.variants]
+                                                                   if args.variants else [])]) + "`", "",
+             *format_curve_shapes(result)]
     Path(args.report).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
