@@ -5,7 +5,9 @@ variant loses whole output channels instead. This measures both curves for every
 same calibration frames as the sweep, with only that unit pruned: the weakest weights (|w|) at fraction phi, and
 the weakest output channels (L1) that the framework removes for the same parameter fraction (`channel_zeroing`).
 If the two rank the units alike, the allocation does not care which is used; where they disagree, the weight
-curves send the DP to prune units that are cheap to thin but expensive to narrow (docs/pruning.md, MMPrune4U).
+curves send the DP to prune units that are cheap to thin but expensive to narrow. With `--variants`, it also
+checks the DP's other assumption, that single-unit distortions add up, on whole allocations (docs/pruning.md,
+MMPrune4U at 90 %).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,12 @@ class CurveShapesConfig:
     batches: int = 2  # MMPrune4U's curve_batches
 
 
+def _distortion(model: torch.nn.Module, batches: list, dense: list) -> float:
+    """E||y - y'||^2 per frame of the head's outputs (`output_vector`) against the dense model's `dense`."""
+    return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
+                          for b, y in zip(batches, dense)]))
+
+
 def measure_curve_shapes(model: torch.nn.Module, batches: list, grid: tuple, quiet: bool = False) -> dict:
     """unit name -> {"weights": [D at each phi], "channels": [D at each phi]}; D = E||y - y'||^2 per frame of the
     head's outputs (`output_vector`), only that unit pruned, eval mode."""
@@ -43,11 +52,7 @@ def measure_curve_shapes(model: torch.nn.Module, batches: list, grid: tuple, qui
     result = {}
     with torch.no_grad():
         dense = [output_vector(*outputs(model, b)) for b in batches]
-
-        def distortion() -> float:
-            return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
-                                  for b, y in zip(batches, dense)]))
-
+        distortion = partial(_distortion, model, batches, dense)
         for u in tqdm(prunable_units(model), desc="curve shapes", disable=quiet):
             order = torch.argsort(u.weight.detach().abs().flatten(), stable=True)
             curves = {"weights": [], "channels": []}
@@ -68,12 +73,7 @@ def allocation_distortion(model: torch.nn.Module, batches: list, widths: dict) -
     units = {u.name: u for u in prunable_units(model)}
     cut = {n: output_channel_norms(units[n]).numel() - k for n, k in widths.items() if n in units}
     with torch.no_grad():
-        dense = [output_vector(*outputs(model, b)) for b in batches]
-
-        def distortion() -> float:
-            return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
-                                  for b, y in zip(batches, dense)]))
-
+        distortion = partial(_distortion, model, batches, [output_vector(*outputs(model, b)) for b in batches])
         single = {}
         for n, c in cut.items():
             if c > 0:
