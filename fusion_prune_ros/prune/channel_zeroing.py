@@ -14,14 +14,15 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .granularity import MIN_KEEP
 from .units import Unit
 
 
-def channel_fraction(phi: float, min_keep: float = 0.05) -> float:
+def channel_fraction(phi: float) -> float:
     """The fraction of a unit's output channels the framework removes for a parameter fraction phi: 1 - sqrt(1 - phi)
-    (a conv's parameters scale with input x output channels, granularity.prune_channels at factor 0.5), capped so
-    that `min_keep` of the channels stay."""
-    return min(1.0 - min_keep, 1.0 - math.sqrt(max(1.0 - phi, 0.0)))
+    (a conv's parameters scale with input x output channels, granularity.prune_channels at factor 0.5), capped as
+    there so that MIN_KEEP of the channels stay."""
+    return min(1.0 - MIN_KEEP, 1.0 - math.sqrt(max(1.0 - phi, 0.0)))
 
 
 def following_norm(model: nn.Module, unit: Unit) -> nn.Module | None:
