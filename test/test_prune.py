@@ -335,6 +335,13 @@ def test_findings_judge_the_targets_from_the_rows():
     assert "| r80 (NDS 0.4000) | 1.00 | 0.5000 | -0.1000 | 10.0 | 0.5000 | -0.1000 |" in text
     assert "m80b" not in text.split("### At equal cost")[1].split("###")[0]  # seed 0 only
     assert "On a GPU" not in text  # no GPU file, no GPU section
+    # unstructured rows: judged against unstructured magnitude only, beside the paper's share of dense mAP kept
+    table4 = table + [_row("mu80", "magnitude", 0.8, 0, 0.72, 0.65, 30.0, "unstructured"),
+                      _row("au80", "altermoma", 0.8, 0, 0.76, 0.66, 30.0, "unstructured")]
+    text4 = "\n".join(findings(table4, []))
+    assert "| 80% | altermoma | 1 | 0.7600 | 0.6600 | 95.0% | 99.3% | +5.6% | +0.0100 |" in text4
+    assert "| 80% | magnitude | 1 | 0.7200 | 0.6500 | 90.0% | 87.5% | - | - |" in text4
+    assert "2:4" not in text4 and text4.split("### Unstructured")[0] == text.split("### At equal cost")[0]
     summary = lambda ms: {mode: {"median_ms": ms} for mode in ("fused", "lidar", "camera")}  # noqa: E731
     gpu = {"backend": "torch (cuda, fp16)", "device_name": "NVIDIA H200", "measured": "2026-11-27",
            "latency_ms": {"dense": summary(1.5), "a80": summary(1.2)},

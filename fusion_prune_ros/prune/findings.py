@@ -27,6 +27,7 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
     lines = ["## Targets checked against the measured rows", ""]
     lines += _versus_magnitude(channel, spread)
     lines += _high_sparsity_gain(channel)
+    lines += _other_granularities(table)
     lines += _equal_cost(table)
     lines += _seeds(spread)
     lines += _speedup(table, floor)
@@ -182,6 +183,37 @@ def _high_sparsity_gain(rows: list) -> list:
     if not found:
         lines.append("Not measured yet.")
     return lines + [""]
+
+
+# AlterMOMA's paper (methods.md section 3): nuScenes val, BEVFusion-mit, unstructured; mAP retained of dense 67.8
+PAPER_RETAINED = {("altermoma", 0.8): 67.3 / 67.8, ("altermoma", 0.9): 63.5 / 67.8,
+                  ("IMP", 0.8): 59.3 / 67.8, ("IMP", 0.9): 42.7 / 67.8}
+GRANULARITY_NAMES = {"unstructured": "unstructured", "nm24": "2:4 semi-structured"}
+
+
+def _other_granularities(table: list) -> list:
+    """Unstructured and 2:4 rows (the papers' tables are unstructured): each method against magnitude at the same
+    granularity and level, and the share of the dense mAP kept, beside AlterMOMA's paper where it reports one."""
+    dense = next((r for r in table if r["method"] == "dense"), None)
+    lines = []
+    for granularity, title in GRANULARITY_NAMES.items():
+        rows = [r for r in table if r["granularity"] == granularity]
+        if not rows or dense is None:
+            continue
+        by = _seed_means(rows)
+        lines += [f"### {title.capitalize()} (mean over seeds, equal fine-tuning; no speed-up on ONNX Runtime CPU)", "",
+                  "| level | method | seeds | mAP | NDS | mAP kept of dense | paper: mAP kept (AlterMOMA / IMP) | "
+                  "mAP vs magnitude | NDS - magnitude |", "|---|---|---|---|---|---|---|---|---|"]
+        for (method, level), r in sorted(by.items(), key=lambda kv: (kv[0][1], -kv[1]["NDS"])):
+            mag = by.get(("magnitude", level))
+            paper = PAPER_RETAINED.get((method, level)) if method == "altermoma" else PAPER_RETAINED.get(
+                ("IMP", level)) if method == "magnitude" else None
+            vs = (f"{(r['mAP'] - mag['mAP']) / mag['mAP']:+.1%} | {r['NDS'] - mag['NDS']:+.4f}"
+                  if mag and method != "magnitude" and mag["mAP"] > 0 else "- | -")
+            lines.append(f"| {level:.0%} | {method} | {r['seeds']} | {r['mAP']:.4f} | {r['NDS']:.4f} | "
+                         f"{r['mAP'] / dense['mAP']:.1%} | {f'{paper:.1%}' if paper else '-'} | {vs} |")
+        lines.append("")
+    return lines
 
 
 COSTS = (("gflops", "GFLOPs", "{:.2f}"), ("ort_ms", "CPU ms", "{:.1f}"))
