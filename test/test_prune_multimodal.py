@@ -24,8 +24,9 @@ from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
+from fusion_prune_ros.prune.altermoma_b_sweep import pruned_by_module
 from fusion_prune_ros.prune.scorers.altermoma import (AlterMOMAScorer, Stage, alter_eva, channels_reactivated,
-                                                      spearman)
+                                                      reactivated, reactivation_trajectory, spearman)
 from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
 from fusion_prune_ros.prune.scorers.crossprune import (FEATURE_NORMS, CrossPruneScorer, FeatureDistortion,
                                                        distortion, fuser_features, kept_channels, project,
@@ -132,6 +133,31 @@ def test_altermoma_reactivation_makes_an_unused_lidar_unit_important():
     assert {m: v["params"] for m, v in scores.info["alter_eva"].items()} == {"camera": 2, "lidar": 2, "fusion": 12}
     assert float(scores.weights["lidar.shared"].sum()) < 0.0  # pure ReRI: the first LiDAR unit to go
     assert ctx.model.fuser.conv.weight[0, 0].item() == 0.0  # scoring left the model alone
+
+
+def test_reactivation_trajectory_gives_the_b_step_model_at_every_checkpoint():
+    """One run yields theta_B for every B of a B sweep: each checkpoint equals a separate B-step reactivation, B = 0
+    is theta0, and the model handed in is left alone."""
+    ctx = toy_context(CAMERA_COPY_USED)
+    before = copy.deepcopy(ctx.model.state_dict())
+    seen = {}
+    for b, work in reactivation_trajectory(ctx.model, ctx.train_set, "camera", (5, 0, 2), 0.05, 4, 0):
+        assert not work.training
+        seen[b] = copy.deepcopy(work.state_dict())
+    assert list(seen) == [0, 2, 5]
+    for b in (0, 2, 5):
+        alone = reactivated(ctx.model, ctx.train_set, "camera", b, 0.05, 4, 0).state_dict()
+        assert all(torch.equal(seen[b][k], alone[k]) for k in alone), b
+    assert all(torch.equal(v, ctx.model.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(seen[5]["fuser.conv.weight"], seen[0]["fuser.conv.weight"])
+
+
+def test_pruned_by_module_applies_one_global_threshold():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0]), "b": torch.tensor([-1.0, 5.0]), "c": torch.tensor([0.5, 6.0])}
+    modules = {"a": "camera", "b": "lidar", "c": "fusion"}
+    # 50 % of 8 weights: the four lowest (-1, 0.5, 1, 2) go
+    assert pruned_by_module(scores, modules, 0.5) == {"camera": 0.5, "lidar": 0.5, "fusion": 0.5}
+    assert pruned_by_module(scores, modules, 0.25) == {"camera": 0.0, "lidar": 0.5, "fusion": 0.5}
 
 
 def test_altermoma_normalisation_scope_decides_whether_module_size_sets_the_scores():
