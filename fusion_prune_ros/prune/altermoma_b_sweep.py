@@ -8,7 +8,6 @@ the channel-level reactivation the paper describes. B = 0 is DeCI alone (theta_B
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from tqdm import tqdm
 from ..data.dataset import Augment, DetectionDataset, build_cache
 from ..model.checkpoint import load_detector
 from .calibration import calibration_batches
-from .scorers.altermoma import (MODULE_OF_MODALITY, alter_eva, channels_reactivated, eva_stats,
-                                reactivation_trajectory, spearman, Stage)
+from .scorers.altermoma import (MODULE_OF_MODALITY, Stage, alter_eva, channels_reactivated, eva_stats,
+                                reactivation_trajectory, spearman)
 from .scorers.base import weight_gradients, weights_of
 from .units import prunable_units
 
@@ -54,7 +53,7 @@ def pruned_by_module(scores: dict, modules: dict, sparsity: float) -> dict:
 
 def run_b_sweep(dense: str | Path, cfg: BSweepConfig, quiet: bool = False) -> dict:
     model, dcfg, _ = load_detector(dense)
-    model = copy.deepcopy(model).eval()
+    model.eval()
     start = time.time()
     cache = build_cache(dcfg, dcfg.data.train_split, quiet=quiet)
     calibration = calibration_batches(DetectionDataset(cache, dcfg, Augment(), seed=0), cfg.calibration_frames,
@@ -77,6 +76,7 @@ def run_b_sweep(dense: str | Path, cfg: BSweepConfig, quiet: bool = False) -> di
         for b, work in tqdm(trajectory, total=len(set(cfg.steps)), desc=f"{modality} masked", disable=quiet):
             g_b = weight_gradients(work, calibration, modality)
             stages[modality][b] = Stage(before, {k: w * g_b[k] for k, w in theta0.items()}, time.time() - start)
+            # (seconds: since the sweep started; the one run serves every B)
     largest = max(cfg.steps)
     evas = {b: alter_eva(deci, stages["lidar"][b].reri(), stages["camera"][b].reri(), modules, 1.0, 1.0)
             for b in sorted(set(cfg.steps))}
