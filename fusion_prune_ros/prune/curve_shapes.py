@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -27,7 +26,7 @@ from ..model.checkpoint import load_detector
 from .calibration import calibration_batches, outputs
 from .channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms, weakest_channels_zeroed
 from .scorers.altermoma import spearman
-from .scorers.dm3d import output_vector, zeroed
+from .scorers.dm3d import output_distortion, output_vector, zeroed
 from .units import prunable_units
 
 
@@ -39,12 +38,6 @@ class CurveShapesConfig:
     batches: int = 2  # MMPrune4U's curve_batches
 
 
-def _distortion(model: torch.nn.Module, batches: list, dense: list) -> float:
-    """E||y - y'||^2 per frame of the head's outputs (`output_vector`) against the dense model's `dense`."""
-    return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
-                          for b, y in zip(batches, dense)]))
-
-
 def measure_curve_shapes(model: torch.nn.Module, batches: list, grid: tuple, quiet: bool = False) -> dict:
     """unit name -> {"weights": [D at each phi], "channels": [D at each phi]}; D = E||y - y'||^2 per frame of the
     head's outputs (`output_vector`), only that unit pruned, eval mode."""
@@ -52,7 +45,7 @@ def measure_curve_shapes(model: torch.nn.Module, batches: list, grid: tuple, qui
     result = {}
     with torch.no_grad():
         dense = [output_vector(*outputs(model, b)) for b in batches]
-        distortion = partial(_distortion, model, batches, dense)
+        distortion = partial(output_distortion, model, batches, dense)
         for u in tqdm(prunable_units(model), desc="curve shapes", disable=quiet):
             order = torch.argsort(u.weight.detach().abs().flatten(), stable=True)
             curves = {"weights": [], "channels": []}
@@ -73,7 +66,7 @@ def allocation_distortion(model: torch.nn.Module, batches: list, widths: dict) -
     units = {u.name: u for u in prunable_units(model)}
     cut = {n: output_channel_norms(units[n]).numel() - k for n, k in widths.items() if n in units}
     with torch.no_grad():
-        distortion = partial(_distortion, model, batches, [output_vector(*outputs(model, b)) for b in batches])
+        distortion = partial(output_distortion, model, batches, [output_vector(*outputs(model, b)) for b in batches])
         single = {}
         for n, c in cut.items():
             if c > 0:

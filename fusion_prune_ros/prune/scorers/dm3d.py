@@ -86,6 +86,13 @@ def zeroed(unit: Unit, order: torch.Tensor, phi: float):
             weight.copy_(saved)
 
 
+def output_distortion(model: nn.Module, batches: list, dense: list) -> float:
+    """E||y - y'||^2 per frame of the model's head outputs (`output_vector`) against `dense`, the dense model's
+    outputs on the same batches."""
+    return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
+                          for b, y in zip(batches, dense)]))
+
+
 def pruned_distortions(model: nn.Module, batches: list, cases: list) -> list:
     """Measured E||y - y'||^2 per frame (y: `output_vector`) for every case (unit, order, phi): only that unit
     pruned, its weights first in `order` (flat indices, least important first) zeroed at fraction phi, restored
@@ -97,8 +104,7 @@ def pruned_distortions(model: nn.Module, batches: list, cases: list) -> list:
         dense = [output_vector(*outputs(model, b)) for b in batches]
         for unit, order, phi in cases:
             with zeroed(unit, order, float(phi)):
-                out.append(float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
-                                          for b, y in zip(batches, dense)])))
+                out.append(output_distortion(model, batches, dense))
     model.train(was_training)
     return out
 
