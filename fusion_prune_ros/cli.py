@@ -212,8 +212,8 @@ def _prune(args) -> None:
 def _sweep(args) -> None:
     from .prune.findings import cost, findings
     from .prune.plots import pareto_plot, per_layer_plot
-    from .prune.sweep import (channel_floor, collect, dense_latency, load_sweep_config, plan, read_log,
-                              remeasure_latency, rows, run_sweep, write_profile, write_table)
+    from .prune.sweep import (carried_rows, channel_floor, collect, dense_latency, load_sweep_config, plan,
+                              read_log, remeasure_latency, rows, run_sweep, write_profile, write_table)
     from .prune.variant_latency import GPU_LATENCY, current, read_latency
 
     cfg = load_sweep_config(args.config)
@@ -226,17 +226,29 @@ def _sweep(args) -> None:
     import json
 
     manifests = collect(out)
+    carried = (carried_rows(args.carry, [s.name for s in specs], {m["name"] for m in manifests})
+               if args.carry else [])
+    if carried and args.profile:
+        raise UserError(f"--profile chooses among every channel variant's graphs, but {len(carried)} variants are "
+                        f"carried from {args.carry} without their folders: rebuild the profile where they exist")
     dense_dir = Path(args.dense).parent
     if args.remeasure:
         remeasure_latency(manifests, dense_dir, out)
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     gpu = current(read_latency(out / GPU_LATENCY), manifests)
     table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"], gpu)
+    table = table[:1] + sorted(table[1:] + carried, key=lambda r: r["name"])
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
+    names = tuple(r["name"] for r in carried)
+    notes = [f"{len(carried)} of these rows were carried from an earlier report ({args.carry}; built in an earlier "
+             f"run of this sweep whose folders are not here; speed-ups against that run's dense re-timing): "
+             f"{', '.join(names)}. Sections drawn from manifests (AlterMOMA's reactivation, cost) cover the "
+             f"{len(manifests)} variants built here.", ""] if carried else []
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
-                f"Pruning results ({len(manifests)} variants, measured)",
-                findings(table, manifests, channel_floor(out), gpu) + cost(manifests, read_log(out), [s.name for s in specs]))
+                f"Pruning results ({len(table) - 1} variants, measured)",
+                notes + findings(table, manifests, channel_floor(out), gpu)
+                + cost(manifests, read_log(out), [s.name for s in specs], names))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     for level in (0.8, 0.9):
@@ -497,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
     p.add_argument("--remeasure", action="store_true",
                    help="re-time the dense model and every variant side by side first (on an otherwise idle machine)")
+    p.add_argument("--carry", metavar="CSV", help="carry the rows of planned variants whose folders are not in --out "
+                   "from this earlier results CSV (e.g. docs/pruning_results.csv on a fresh machine)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_sweep)
 

@@ -23,9 +23,9 @@ from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_overlap
 from fusion_prune_ros.prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms
 from fusion_prune_ros.prune.plots import per_layer_plot
-from fusion_prune_ros.prune.sweep import (SweepConfig, channel_floor, collect, dense_latency, load_sweep_config, plan,
-                                       read_log, remeasure_latency, rows, run_sweep, thin_ladder, write_profile,
-                                       write_table)
+from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, channel_floor, collect, dense_latency,
+                                       load_sweep_config, plan, read_log, remeasure_latency, rows, run_sweep,
+                                       thin_ladder, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
@@ -396,6 +396,29 @@ def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
     text = "\n".join(cost(manifests, log, planned))
     assert "| magnitude | 2 | 10 | 500 | 90 | 600 |" in text
     assert "4 variants, 2 done; 2 left at the measured mean of 10.0 min per variant = 0.3 h more" in text
+
+
+def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_present_variant(tmp_path):
+    def row(name, nds):
+        return {**{c: 0.5 for c in COLUMNS}, "name": name, "method": name.split("-")[0], "granularity": "channel",
+                "seed": 0, "NDS": nds, "gpu_ms": float("nan")}
+    earlier = [row("dense", 0.7), row("magnitude-channel-80-s0", 0.61), row("dm3d-channel-80-s0", 0.52),
+               row("taylor-channel-80-s0", 0.63)]
+    write_table(earlier, tmp_path / "r.csv", tmp_path / "r.md", "earlier")
+    planned = ["magnitude-channel-80-s0", "dm3d-channel-80-s0", "taylor-channel-80-s0", "snip-channel-80-s0"]
+    carried = carried_rows(tmp_path / "r.csv", planned, present={"dm3d-channel-80-s0"})
+    # Only planned variants without a folder here, with their numbers and types as written; dense is never carried,
+    # a variant run here keeps its own row, and one the earlier report lacks (snip) stays missing.
+    assert [r["name"] for r in carried] == ["magnitude-channel-80-s0", "taylor-channel-80-s0"]
+    assert carried[0]["NDS"] == 0.61 and carried[0]["seed"] == 0 and math.isnan(carried[0]["gpu_ms"])
+    assert carried[0]["granularity"] == "channel"
+    text = "\n".join(cost([], [], planned, tuple(r["name"] for r in carried)))
+    assert "2 more were built in an earlier run" in text and "4 variants, 2 done; 2 left" in text
+    (tmp_path / "other.csv").write_text("name,NDS\nx,0.5\n")
+    with pytest.raises(UserError, match="not the sweep table's"):
+        carried_rows(tmp_path / "other.csv", planned, set())
+    with pytest.raises(UserError, match="no results CSV"):
+        carried_rows(tmp_path / "missing.csv", planned, set())
 
 
 def test_cost_projects_at_parallel_throughput_when_the_log_has_times():

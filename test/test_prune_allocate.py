@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.model.targets import build_targets
@@ -17,7 +18,7 @@ from fusion_prune_ros.prune.allocate import dp_allocate, global_threshold, lagra
 from fusion_prune_ros.prune.calibration import PruneContext
 from fusion_prune_ros.prune.granularity import unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, distortion_curves, forward_curve, forward_scale,
+from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, allocate_for_time, distortion_curves, forward_curve, forward_scale,
                                                  hessian_curve, objective_gradients,
                                                  prune_count, unit_macs)
 from fusion_prune_ros.prune.curve_shapes import allocation_distortion, format_curve_shapes, measure_curve_shapes
@@ -243,6 +244,28 @@ def test_dm3d_on_the_small_detector(ctx):
     assert abs(removed - 0.5) <= 0.006
     lagrangian = DM3DScorer(steps=50, allocator="lagrangian")(ctx, 0.7, "unstructured")
     assert abs(lagrangian.info["realised_sparsity"] - 0.7) <= 0.005
+
+
+def test_a_time_target_cuts_where_the_time_goes():
+    """Two units with the same distortion curves and parameters: one conv's measured time falls with its width,
+    the other's does not. A FLOPs budget cannot tell them apart; the time budget cuts only the one that pays."""
+    ratios = np.linspace(0.0, 0.9, 10)
+    curves = {"falls": ratios ** 2, "flat": ratios ** 2}
+    ms = {"falls": 1.0 - 0.8 * ratios, "flat": np.full(10, 1.0)}
+    choice, budget = allocate_for_time(curves, ratios, ms, 0.2)
+    assert budget == pytest.approx(1.6) and choice["flat"] == 0.0 and choice["falls"] == pytest.approx(0.5)
+    with pytest.raises(UserError, match="36% cut at most"):
+        allocate_for_time(curves, ratios, ms, 0.5)
+
+
+def test_dm3d_under_a_measured_latency_budget(ctx):
+    """cost="latency" on the small detector: the table is measured and recorded, and the allocation keeps at most
+    the requested share of the units' time (no cut asked: the least-distortion allocation, every unit kept)."""
+    info = DM3DScorer(steps=50, cost="latency")(ctx, 0.0, "channel").info
+    assert info["cost"] == "latency" and 0 < info["unit_ms_kept"] <= 1.0
+    assert set(info["unit_ms"]) == set(info["phi"]) and len(info["unit_ms_phis"]) == 10
+    with pytest.raises(ValueError, match="cost must be"):
+        DM3DScorer(cost="watts")
 
 
 @pytest.mark.parametrize("scale,kappa_scale", [("hessian", 0.0), ("forward", 1.0)])

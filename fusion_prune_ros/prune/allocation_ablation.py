@@ -25,7 +25,7 @@ from .allocate import dp_allocate, total
 from .calibration import calibration_batches
 from .granularity import apply_masks, unstructured_masks
 from .scorers.base import Scores
-from .scorers.dm3d import budget_used, by_modality, distortion_curves, forward_scaled, sparsity_of
+from .scorers.dm3d import budget_used, by_modality, distortion_curves, flops_costs, forward_scaled, sparsity_of
 from .units import prunable_units
 
 
@@ -60,7 +60,7 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
         c, _ = forward_scaled(model, calibration[:cfg.scale_batches], c, cfg.scale_ratio)
     weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
     numels = {u.name: u.numel for u in units}
-    costs = {n: flops[n] * (1.0 - ratios) for n in curves}
+    costs = flops_costs({n: flops[n] for n in curves}, ratios)
     scoring_s = round(time.time() - start, 1)
 
     nusc = open_nuscenes(dcfg.data.dataroot, dcfg.data.version)

@@ -37,12 +37,13 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
     return lines
 
 
-def cost(manifests: list, log: list, planned: list) -> list:
+def cost(manifests: list, log: list, planned: list, carried: tuple = ()) -> list:
     """Markdown lines: the measured cost per method (scoring, fine-tuning, the rest = evaluation + export +
     latency) and the plan's remaining cost. `log`: the sweep log's entries (sweep.read_log), `planned`: the plan's
-    variant names. The projection uses the measured throughput when the entries carry start and finish times
-    (several workers overlap, so one variant's wall time overstates the remaining time), else the mean wall time
-    per variant."""
+    variant names, `carried`: names of variants done in an earlier run whose rows were carried (sweep.carried_rows;
+    done, but without a manifest or log entry to cost them). The projection uses the measured throughput when the
+    entries carry start and finish times (several workers overlap, so one variant's wall time overstates the
+    remaining time), else the mean wall time per variant."""
     lines = ["## Cost (2-core CPU, measured)", ""]
     seconds = {e["variant"]: e["seconds"] for e in log}
     per_method = defaultdict(list)
@@ -57,9 +58,12 @@ def cost(manifests: list, log: list, planned: list) -> list:
         col = lambda i: [v[i] for v in vals if v[i] is not None]  # noqa: E731
         fmt = lambda xs: f"{sum(xs) / len(xs):.0f}" if xs else "-"  # noqa: E731
         lines.append(f"| {method} | {len(vals)} | {fmt(col(0))} | {fmt(col(1))} | {fmt(col(2))} | {fmt(col(3))} |")
-    done = {m["name"] for m in manifests}
+    done = {m["name"] for m in manifests} | set(carried)
     left = [n for n in planned if n not in done]
     head = f"Plan: {len(planned)} variants, {len(planned) - len(left)} done; {len(left)} left"
+    if carried:
+        head = (f"The cost table covers the {len(manifests)} variants built in this sweep folder; {len(carried)} "
+                f"more were built in an earlier run (rows carried; their costs are in that run's report). {head}")
     timed = [e for e in log if "started" in e]
     if timed:
         busy, workers = busy_seconds(timed), max_overlap(timed)
@@ -71,6 +75,8 @@ def cost(manifests: list, log: list, planned: list) -> list:
         mean = sum(seconds.values()) / len(seconds)
         lines += ["", f"{head} at the measured mean of {mean / 60:.1f} min per variant = {len(left) * mean / 3600:.1f} "
                       "h more. Times include whatever else shared the two cores (see each manifest)."]
+    else:
+        lines += ["", f"{head} (no variant built here to measure the cost of the rest)."]
     return lines + [""]
 
 

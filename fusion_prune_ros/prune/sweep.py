@@ -197,6 +197,34 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
     return out
 
 
+TEXT_COLUMNS = ("name", "method", "granularity")
+
+
+def carried_rows(csv_path: str | Path, planned: list, present: set) -> list:
+    """Rows of an earlier report's CSV for planned variants whose folders are not in the sweep folder.
+
+    Why: the sweep folder (runs/variants) holds gigabytes of evaluation output and is not committed, so a fresh
+    machine starts without it, while the CSV beside the report is committed. Re-running 50-odd variants to finish a
+    plan is 10 hours of CPU; carrying their measured rows lets the last variants complete the table. A carried row
+    keeps its numbers as measured then, its speed-ups included (ratios against the dense graph of that run's
+    re-timing); variants with a folder here are always read from their manifests, never carried."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise UserError(f"no results CSV to carry rows from: {path}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise UserError(f"{path}: columns {reader.fieldnames} are not the sweep table's {list(COLUMNS)}")
+        earlier = {r["name"]: r for r in reader}
+    out = []
+    for name in planned:
+        if name in present or name not in earlier:
+            continue
+        r = earlier[name]
+        out.append({c: r[c] if c in TEXT_COLUMNS else int(r[c]) if c == "seed" else float(r[c]) for c in COLUMNS})
+    return out
+
+
 def _metric_cols(metrics: dict) -> dict:
     get = lambda c, k: metrics.get(c, {}).get(k, float("nan"))  # noqa: E731
     return {"mAP": get("fused", "mAP"), "NDS": get("fused", "NDS"), "mAP_cam_lost": get("camera_lost", "mAP"),

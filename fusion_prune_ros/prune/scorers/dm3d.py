@@ -32,6 +32,10 @@ Departures from methods.md / the paper (reconstructed where the paper is silent)
 - Per-unit FLOPs are the MACs of one frame (`example_inputs`, six cameras). In the DP a unit costing under half a
   bin (budget / 1000) quantises to the same cost at every ratio: it keeps its least-distortion option unless its
   curve is flat (ties go to the cheaper option). The Lagrangian (`allocator="lagrangian"`) has no bins.
+- `cost="latency"` (not in the paper, which budgets FLOPs; methods.md allows a measured table): the knapsack
+  spends measured milliseconds per (unit, ratio) from `latency_table`, and the target ("sparsity") is the fraction
+  of the units' measured time to remove (`allocate_for_time`); the realised parameter sparsity is whatever that
+  costs. The sweep keeps FLOPs and parameter targets, the paper's budget and the tables' axis.
 
 What to expect (measured on the randomly initialised small detector): within a unit, the Hessian curve ranks the
 ratios like the forward-measured E||y - y_u(phi)||^2 (Spearman 0.84 to 1.0 over 20 ratios, all 25 units), but
@@ -48,9 +52,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...errors import UserError
 from ...model.flops import example_inputs
 from ..allocate import ALLOCATORS
 from ..calibration import PruneContext, outputs
+from ..latency_table import latency_table
 from ..units import Unit, prunable_units
 from . import register
 from .base import Scorer, Scores, mean_gradients, weights_of
@@ -183,12 +189,17 @@ def sparsity_of(choice: dict, numels: dict) -> float:
     return sum(choice[n] * numels[n] for n in choice) / sum(numels[n] for n in choice)
 
 
-def allocate_for_sparsity(curves: dict, ratios: np.ndarray, flops: dict, numels: dict, sparsity: float,
+def flops_costs(flops: dict, ratios: np.ndarray) -> dict:
+    """unit -> its FLOPs at each pruned fraction (linear: the weights kept)."""
+    return {n: f * (1.0 - np.asarray(ratios, float)) for n, f in flops.items()}
+
+
+def allocate_for_sparsity(curves: dict, ratios: np.ndarray, costs: dict, numels: dict, sparsity: float,
                           allocator: str = "dp", tolerance: float = 0.005, iterations: int = 40) -> tuple:
-    """(pruned fractions, FLOPs budget): the allocation under the FLOPs budget that removes `sparsity` of the
-    parameters (within `tolerance`), the budget found by bisection (less budget -> more pruning)."""
+    """(pruned fractions, budget): the allocation under a cost budget that removes `sparsity` of the parameters
+    (within `tolerance`), the budget found by bisection (less budget -> more pruning). costs[u][k]: unit u's cost
+    (FLOPs, or measured ms from a latency table) at ratios[k]."""
     allocate = ALLOCATORS[allocator]
-    costs = {n: flops[n] * (1.0 - ratios) for n in curves}
     lo = sum(float(c.min()) for c in costs.values())
     hi = sum(float(c.max()) for c in costs.values())
     best = None
@@ -202,6 +213,21 @@ def allocate_for_sparsity(curves: dict, ratios: np.ndarray, flops: dict, numels:
             break
         lo, hi = (lo, budget) if realised < sparsity else (budget, hi)
     return best[0], best[1]
+
+
+def allocate_for_time(curves: dict, ratios: np.ndarray, ms: dict, fraction: float, allocator: str = "dp") -> tuple:
+    """(pruned fractions, budget in ms): the least-distortion allocation whose summed unit time is at most
+    (1 - fraction) of the dense units' time. With a latency table the target is time, not parameters: where a
+    conv's time does not fall with its width, no parameter count would buy anything, and the knapsack should not
+    be made to cut it (the bisection over a parameter target would)."""
+    dense = sum(float(c[0]) for c in ms.values())
+    floor = sum(float(c.min()) for c in ms.values())
+    budget = (1.0 - fraction) * dense
+    if budget < floor:
+        raise UserError(f"a {fraction:.0%} cut of the units' measured time ({dense:.2f} ms) is below what channel "
+                        f"pruning can reach here: every unit at its fastest width still takes {floor:.2f} ms "
+                        f"({1 - floor / dense:.0%} cut at most)")
+    return ALLOCATORS[allocator](curves, ratios, ms, budget), budget
 
 
 def forward_scale(model: nn.Module, batches: list, c: "Curves", phi_ref: float = 0.5) -> dict:
@@ -255,13 +281,16 @@ class DM3DScorer(Scorer):
 
     def __init__(self, steps: int = 100, kappa_scale: float = 1.0, allocator: str = "dp",
                  lambdas: tuple = (1.0, 1.0), scale: str = "forward", scale_ratio: float = 0.5,
-                 scale_batches: int = 2):
+                 scale_batches: int = 2, cost: str = "flops", latency_round_to: int = 8):
         if allocator not in ALLOCATORS:
             raise ValueError(f"allocator must be one of {sorted(ALLOCATORS)}, not {allocator!r}")
         if scale not in ("forward", "hessian"):
             raise ValueError(f"scale must be 'forward' or 'hessian', not {scale!r}")
+        if cost not in ("flops", "latency"):
+            raise ValueError(f"cost must be 'flops' or 'latency', not {cost!r}")
         self.steps, self.kappa_scale, self.allocator, self.lambdas = steps, kappa_scale, allocator, tuple(lambdas)
         self.scale, self.scale_ratio, self.scale_batches = scale, scale_ratio, scale_batches
+        self.cost, self.latency_round_to = cost, latency_round_to
 
     def __call__(self, ctx: PruneContext, sparsity: float, granularity: str) -> Scores:
         start = time.perf_counter()
@@ -272,7 +301,13 @@ class DM3DScorer(Scorer):
             c, factors = forward_scaled(ctx.model, ctx.calibration[:self.scale_batches], c, self.scale_ratio)
         weights, grads, kappa, ratios, curves, flops = c.weights, c.grads, c.kappa, c.ratios, c.curves, c.flops
         numels = {u.name: u.numel for u in units}
-        choice, budget = allocate_for_sparsity(curves, ratios, flops, numels, sparsity, self.allocator)
+        table = None
+        if self.cost == "latency":
+            table = latency_table(ctx.model, example_inputs(ctx.cfg)["fused"], round_to=self.latency_round_to)
+            choice, budget = allocate_for_time(curves, ratios, table.on_grid(ratios), sparsity, self.allocator)
+        else:
+            choice, budget = allocate_for_sparsity(curves, ratios, flops_costs(flops, ratios), numels, sparsity,
+                                                   self.allocator)
         summary_idx = [int(np.argmin(np.abs(ratios - p))) for p in CURVE_SUMMARY_AT]
         info = {
             "kappa": kappa, "kappa_scale": self.kappa_scale, "steps": self.steps, "allocator": self.allocator,
@@ -281,6 +316,10 @@ class DM3DScorer(Scorer):
             "calibration_batches": len(ctx.calibration),
             "realised_sparsity": round(sparsity_of(choice, numels), 4),
             "flops_kept": round(budget_used(choice, flops) / sum(flops.values()), 4),
+            "cost": self.cost,
+            **({"unit_ms_kept": round(table.total(choice) / table.total({n: 0.0 for n in choice}), 4),
+                "unit_ms": {n: [round(float(v), 4) for v in ms] for n, ms in table.ms.items()},
+                "unit_ms_phis": list(table.phis)} if table else {}),
             "sparsity_by_modality": by_modality(units, choice),
             "phi": {n: round(p, 4) for n, p in choice.items()},
             "curves": {"phi": list(CURVE_SUMMARY_AT),

@@ -1,0 +1,66 @@
+"""The measured latency table (unit x pruned fraction) the layer-adaptive allocator can spend instead of FLOPs."""
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.model.detector import FusionDetector
+from fusion_prune_ros.model.flops import example_inputs
+from fusion_prune_ros.prune.latency_table import conv_graph, input_shapes, latency_table, pruned_width
+from fusion_prune_ros.prune.units import prunable_units
+
+SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
+
+
+@pytest.mark.parametrize("module,in_shape", [
+    (nn.Conv2d(16, 32, 3, 2, 1, bias=False), (2, 16, 20, 24)),
+    (nn.Conv2d(16, 24, (1, 4), (1, 4)), (1, 16, 10, 32)),  # the camera's height-collapsing conv, with a bias
+    (nn.Conv2d(8, 16, 3, 1, 2, dilation=2), (1, 8, 9, 9)),
+    (nn.ConvTranspose2d(32, 16, 2, 2, bias=False), (1, 32, 8, 8)),
+])
+def test_the_timed_graph_is_the_unit_conv_at_the_pruned_width(module, in_shape):
+    """Same kernel, stride, padding, dilation: the one-node graph's output is the module's, with fewer channels."""
+    x = np.random.default_rng(0).standard_normal(in_shape).astype(np.float32)
+    expected = tuple(module(torch.from_numpy(x)).shape)
+    for width in (module.out_channels, 8):
+        session = ort.InferenceSession(conv_graph(module, in_shape, width).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        (y,) = session.run(None, {"x": x})
+        assert y.shape == (expected[0], width, *expected[2:])
+
+
+def test_grouped_convs_are_refused_not_timed_wrongly():
+    with pytest.raises(ValueError, match="grouped"):
+        conv_graph(nn.Conv2d(8, 8, 3, groups=8), (1, 8, 5, 5), 8)
+
+
+def test_pruned_widths_are_what_channel_pruning_realises():
+    assert [pruned_width(64, phi, 8) for phi in (0.0, 0.1, 0.5, 0.9, 0.99)] == [64, 56, 32, 8, 8]
+    assert [pruned_width(10, phi, 1) for phi in (0.0, 0.55, 0.99)] == [10, 4, 1]
+
+
+def test_latency_table_of_the_small_detector():
+    cfg = load_yaml(DetectorConfig, SMALL)
+    torch.manual_seed(0)
+    model = FusionDetector(cfg).eval()
+    inputs = example_inputs(cfg)["fused"]
+    units = prunable_units(model)
+    shapes = input_shapes(model, inputs, units)
+    assert set(shapes) == {u.name for u in units}
+    assert all(shapes[u.name][1] == u.module.in_channels for u in units)
+    phis = (0.0, 0.5, 0.9)
+    table = latency_table(model, inputs, phis, round_to=8, iterations=4, rounds=2)
+    assert set(table.ms) == {u.name for u in units} and table.phis == phis
+    for u in units:
+        assert np.all(table.ms[u.name] > 0)
+        assert table.widths[u.name][0] == u.module.out_channels
+        assert list(table.widths[u.name]) == sorted(table.widths[u.name], reverse=True)
+    grid = table.on_grid(np.array([0.0, 0.25, 0.9]))
+    name = units[0].name
+    ms = table.ms[name]
+    assert grid[name][0] == ms[0] and grid[name][2] == ms[2] and grid[name][1] == pytest.approx((ms[0] + ms[1]) / 2)
+    assert table.total({u.name: 0.0 for u in units}) == pytest.approx(sum(table.ms[u.name][0] for u in units))
