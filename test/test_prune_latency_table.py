@@ -64,3 +64,20 @@ def test_latency_table_of_the_small_detector():
     ms = table.ms[name]
     assert grid[name][0] == ms[0] and grid[name][2] == ms[2] and grid[name][1] == pytest.approx((ms[0] + ms[1]) / 2)
     assert table.total({u.name: 0.0 for u in units}) == pytest.approx(sum(table.ms[u.name][0] for u in units))
+
+
+def test_the_report_sets_time_kept_beside_flops_kept(tmp_path):
+    from fusion_prune_ros.prune.latency_table import LatencyTable, format_latency_table
+    from fusion_prune_ros.prune.plots import latency_table_plot
+
+    phis = tuple(np.round(np.arange(10) / 10, 2))
+    widths = {"a": [pruned_width(48, p, 8) for p in phis], "b": [pruned_width(16, p, 8) for p in phis]}
+    ms = {"a": np.array(widths["a"], float) / 48 * 2.0 + 0.5, "b": np.full(10, 1.0)}
+    table = LatencyTable(phis, ms, widths)
+    lines = format_latency_table(table, {"a": 3e6, "b": 1e6}, {"a": "lidar", "b": "camera"}, graph_ms=5.0)
+    text = "\n".join(lines)
+    # a at phi 0.5: width 24 of 48 -> 1.5 of 2.5 ms = 60 % of the time for 50 % of the FLOPs
+    assert "| a | lidar | 48 | 75.0% | 2.500 | " in text and "60% / 50%" in text
+    assert "phi 0.0: 3.50 ms (100%)" in text and "add up to 3.50 ms" in text and "(70%;" in text
+    latency_table_plot(table, {"a": "lidar", "b": "camera"}, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 0
