@@ -243,12 +243,12 @@ def _sweep(args) -> None:
     names = tuple(r["name"] for r in carried)
     notes = [f"{len(carried)} of these rows were carried from an earlier report ({args.carry}; built in an earlier "
              f"run of this sweep whose folders are not here; speed-ups against that run's dense re-timing): "
-             f"{', '.join(names)}. Sections drawn from manifests (AlterMOMA's reactivation, cost) cover the "
+             f"{', '.join(names)}. AlterMOMA's reactivation statistics below come from manifests: they cover the "
              f"{len(manifests)} variants built here.", ""] if carried else []
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
                 f"Pruning results ({len(table) - 1} variants, measured)",
                 notes + findings(table, manifests, channel_floor(out), gpu)
-                + cost(manifests, read_log(out), [s.name for s in specs], names))
+                + cost(table, read_log(out), [s.name for s in specs]))
     for granularity in sorted({m["granularity"] for m in manifests}):
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     for level in (0.8, 0.9):

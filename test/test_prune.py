@@ -388,12 +388,12 @@ def test_shipped_sweep_plan_runs_priorities_in_order_and_checks_extra_runs():
 
 
 def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
-    manifests = [{"name": f"magnitude-channel-{lv}-s0", "method": "magnitude", "scoring": {"seconds": 10.0},
-                  "finetune": {"seconds": 500.0}} for lv in (50, 80)]
+    table = [{"name": f"magnitude-channel-{lv}-s0", "method": "magnitude", "scoring_s": 10.0, "finetune_s": 500.0}
+             for lv in (50, 80)]
     log = [{"variant": "magnitude-channel-50-s0", "seconds": 600.0}, {"variant": "magnitude-channel-80-s0",
                                                                       "seconds": 600.0}]
-    planned = [m["name"] for m in manifests] + ["dm3d-channel-80-s0", "dm3d-channel-50-s0"]
-    text = "\n".join(cost(manifests, log, planned))
+    planned = [r["name"] for r in table] + ["dm3d-channel-80-s0", "dm3d-channel-50-s0"]
+    text = "\n".join(cost(table, log, planned))
     assert "| magnitude | 2 | 10 | 500 | 90 | 600 |" in text
     assert "4 variants, 2 done; 2 left at the measured mean of 10.0 min per variant = 0.3 h more" in text
 
@@ -401,7 +401,7 @@ def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
 def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_present_variant(tmp_path):
     def row(name, nds):
         return {**{c: 0.5 for c in COLUMNS}, "name": name, "method": name.split("-")[0], "granularity": "channel",
-                "seed": 0, "NDS": nds, "gpu_ms": float("nan")}
+                "seed": 0, "NDS": nds, "gpu_ms": float("nan"), "scoring_s": 12.0, "finetune_s": 600.0}
     earlier = [row("dense", 0.7), row("magnitude-channel-80-s0", 0.61), row("dm3d-channel-80-s0", 0.52),
                row("taylor-channel-80-s0", 0.63)]
     write_table(earlier, tmp_path / "r.csv", tmp_path / "r.md", "earlier")
@@ -412,8 +412,9 @@ def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_p
     assert [r["name"] for r in carried] == ["magnitude-channel-80-s0", "taylor-channel-80-s0"]
     assert carried[0]["NDS"] == 0.61 and carried[0]["seed"] == 0 and math.isnan(carried[0]["gpu_ms"])
     assert carried[0]["granularity"] == "channel"
-    text = "\n".join(cost([], [], planned, tuple(r["name"] for r in carried)))
-    assert "2 more were built in an earlier run" in text and "4 variants, 2 done; 2 left" in text
+    text = "\n".join(cost(carried, [], planned))  # carried rows cost what they cost when they were built
+    assert "| magnitude | 1 | 12 | 600 | - | - |" in text and "no entry for 2 of the 2 variants" in text
+    assert "4 variants, 2 done; 2 left" in text
     (tmp_path / "other.csv").write_text("name,NDS\nx,0.5\n")
     with pytest.raises(UserError, match="not the sweep table's"):
         carried_rows(tmp_path / "other.csv", planned, set())
@@ -428,9 +429,8 @@ def test_cost_projects_at_parallel_throughput_when_the_log_has_times():
     # two workers side by side: 3 variants of 20 min each finished in 30 min of wall time, then a gap (no work)
     log = [entry("a", 0, 20), entry("b", 10, 30), entry("c", 20, 30), entry("d", 50, 55)]
     assert busy_seconds(log) == 35 * 60.0 and max_overlap(log) == 2
-    manifests = [{"name": n, "method": "magnitude", "scoring": {"seconds": 1.0}, "finetune": {"seconds": 1.0}}
-                 for n in "abcd"]
-    text = "\n".join(cost(manifests, log, ["a", "b", "c", "d", "e", "f"]))
+    table = [{"name": n, "method": "magnitude", "scoring_s": 1.0, "finetune_s": 1.0} for n in "abcd"]
+    text = "\n".join(cost(table, log, ["a", "b", "c", "d", "e", "f"]))
     assert ("6 variants, 4 done; 2 left at the measured throughput of 8.8 min per variant (4 variants finished in "
             "0.6 h of wall time with up to 2 workers at once) = 0.3 h more") in text
 

@@ -11,7 +11,6 @@ from datetime import datetime
 
 import numpy as np
 
-from .sweep import scoring_seconds
 
 MULTIMODAL = ("altermoma", "crossprune", "dm3d", "mmprune4u")
 BASELINES = ("taylor", "snip", "random")
@@ -37,33 +36,34 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
     return lines
 
 
-def cost(manifests: list, log: list, planned: list, carried: tuple = ()) -> list:
+def cost(table: list, log: list, planned: list) -> list:
     """Markdown lines: the measured cost per method (scoring, fine-tuning, the rest = evaluation + export +
-    latency) and the plan's remaining cost. `log`: the sweep log's entries (sweep.read_log), `planned`: the plan's
-    variant names, `carried`: names of variants done in an earlier run whose rows were carried (sweep.carried_rows;
-    done, but without a manifest or log entry to cost them). The projection uses the measured throughput when the
-    entries carry start and finish times (several workers overlap, so one variant's wall time overstates the
-    remaining time), else the mean wall time per variant."""
+    latency) and the plan's remaining cost. `table`: the report's rows (scoring and fine-tuning seconds, carried
+    rows included), `log`: the sweep log's entries (sweep.read_log; whole-variant wall times, for the variants
+    built in this sweep folder), `planned`: the plan's variant names. The projection uses the measured throughput
+    when the entries carry start and finish times (several workers overlap, so one variant's wall time overstates
+    the remaining time), else the mean wall time per variant."""
     lines = ["## Cost (2-core CPU, measured)", ""]
     seconds = {e["variant"]: e["seconds"] for e in log}
     per_method = defaultdict(list)
-    for m in manifests:
-        whole = seconds.get(m["name"])
-        scoring = scoring_seconds(m)
-        rest = whole - scoring - m["finetune"]["seconds"] if whole is not None else None
-        per_method[m["method"]].append((scoring, m["finetune"]["seconds"], rest, whole))
+    variants = [r for r in table if r["method"] != "dense"]
+    for r in variants:
+        whole = seconds.get(r["name"])
+        rest = whole - r["scoring_s"] - r["finetune_s"] if whole is not None else None
+        per_method[r["method"]].append((r["scoring_s"], r["finetune_s"], rest, whole))
     lines += ["| method | variants | scoring s (mean) | fine-tuning s (mean) | evaluation + export s (mean) | "
               "whole variant s (mean) |", "|---|---|---|---|---|---|"]
     for method, vals in sorted(per_method.items()):
         col = lambda i: [v[i] for v in vals if v[i] is not None]  # noqa: E731
         fmt = lambda xs: f"{sum(xs) / len(xs):.0f}" if xs else "-"  # noqa: E731
         lines.append(f"| {method} | {len(vals)} | {fmt(col(0))} | {fmt(col(1))} | {fmt(col(2))} | {fmt(col(3))} |")
-    done = {m["name"] for m in manifests} | set(carried)
+    unlogged = sum(r["name"] not in seconds for r in variants)
+    if unlogged:
+        lines += ["", f"Evaluation + export and whole-variant times come from the sweep log, which has no entry for "
+                      f"{unlogged} of the {len(variants)} variants (built in an earlier run or before the log)."]
+    done = {r["name"] for r in variants}
     left = [n for n in planned if n not in done]
     head = f"Plan: {len(planned)} variants, {len(planned) - len(left)} done; {len(left)} left"
-    if carried:
-        head = (f"The cost table covers the {len(manifests)} variants built in this sweep folder; {len(carried)} "
-                f"more were built in an earlier run (rows carried; their costs are in that run's report). {head}")
     timed = [e for e in log if "started" in e]
     if timed:
         busy, workers = busy_seconds(timed), max_overlap(timed)

@@ -10,9 +10,12 @@ How: every prunable conv is timed alone, as a one-node ONNX graph (onnx.helper; 
 padding and dilation; random weights) on the input shape it sees in one forward of the example frame, at output
 widths (1 - phi) * C_out rounded to `round_to` (the widths channel pruning will realise), with the ONNX Runtime
 settings of the sweep's latency column (2 threads, spinning off), the widths timed side by side in interleaved
-rounds. The input width stays dense, as in the FLOPs cost: a unit is charged for its own channels only (the next
-unit's cheaper input is that unit's business). The table lives on a coarse grid and is interpolated linearly onto
-the allocator's ratio grid.
+rounds. phi is the fraction of the unit's weights removed, taken from its output channels with the input width
+dense: the same weight fraction the FLOPs cost (FLOPs x (1 - phi)) charges, on the grid DM3D's curves live on (a
+unit is charged for its own weights only; the next unit's cheaper input is that unit's business). Timed alone, a
+conv also pays ONNX Runtime's layout reorders (NCHW <-> blocked NCHWc) that a whole graph amortises, so the table
+is a relative price per unit, not a prediction of the graph's time. The table lives on a coarse grid and is
+interpolated linearly onto the allocator's ratio grid.
 """
 from __future__ import annotations
 
