@@ -220,17 +220,21 @@ def _sweep(args) -> None:
     specs = plan(cfg)
     out = Path(args.out)
     done = sum((out / s.name / "manifest.json").is_file() for s in specs)
-    print(f"sweep plan: {len(specs)} variants ({done} done), {cfg.prune.finetune_steps} fine-tuning steps each")
-    if not args.report_only:
-        run_sweep(args.dense, cfg, out, quiet=args.quiet, limit=args.limit)
-    import json
-
-    manifests = collect(out)
-    carried = (carried_rows(args.carry, [s.name for s in specs], {m["name"] for m in manifests})
+    carried = (carried_rows(args.carry, [s.name for s in specs], {m["name"] for m in collect(out)})
                if args.carry else [])
+    print(f"sweep plan: {len(specs)} variants ({done} done here, {len(carried)} carried), "
+          f"{cfg.prune.finetune_steps} fine-tuning steps each")
     if carried and args.profile:
         raise UserError(f"--profile chooses among every channel variant's graphs, but {len(carried)} variants are "
                         f"carried from {args.carry} without their folders: rebuild the profile where they exist")
+    if not args.report_only:
+        run_sweep(args.dense, cfg, out, quiet=args.quiet, limit=args.limit,
+                  skip=frozenset(r["name"] for r in carried))
+    import json
+
+    manifests = collect(out)
+    built = {m["name"] for m in manifests}
+    carried = [r for r in carried if r["name"] not in built]  # another worker, run without --carry, built it
     dense_dir = Path(args.dense).parent
     if args.remeasure:
         remeasure_latency(manifests, dense_dir, out)
@@ -546,8 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
     p.add_argument("--remeasure", action="store_true",
                    help="re-time the dense model and every variant side by side first (on an otherwise idle machine)")
-    p.add_argument("--carry", metavar="CSV", help="carry the rows of planned variants whose folders are not in --out "
-                   "from this earlier results CSV (e.g. docs/pruning_results.csv on a fresh machine)")
+    p.add_argument("--carry", metavar="CSV", help="take the rows of planned variants whose folders are not in --out "
+                   "from this earlier results CSV instead of building them (e.g. docs/pruning_results.csv on a fresh "
+                   "machine)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_sweep)
 

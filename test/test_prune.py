@@ -218,6 +218,11 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     with claimed(tmp_path / "variants" / PruneSpec("taylor", 0.5, "channel").name):  # another worker builds it
         first = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
     assert [m["method"] for m in first] == ["magnitude"]
+    # A variant whose row is carried from an earlier run is not built again.
+    skipped = run_sweep(dense, cfg, tmp_path / "variants", quiet=True,
+                        skip=frozenset({PruneSpec("taylor", 0.5, "channel").name}))
+    assert [m["method"] for m in skipped] == ["magnitude"]
+    assert not (tmp_path / "variants" / PruneSpec("taylor", 0.5, "channel").name / "manifest.json").exists()
     manifests = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
     assert [m["method"] for m in manifests] == ["magnitude", "taylor"]
     # Resumable: the second run read magnitude's manifest back instead of redoing the work.

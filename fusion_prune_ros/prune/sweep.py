@@ -53,11 +53,12 @@ def plan(cfg: SweepConfig) -> list:
 
 
 def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: bool = False,
-              limit: int | None = None) -> list:
+              limit: int | None = None, skip: frozenset = frozenset()) -> list:
     """Run the plan in order (at most `limit` new variants); returns the manifests of the variants this process
-    finished or found finished. Variants another worker is building (see variant_claim) are left to it."""
+    finished or found finished. Variants another worker is building (see variant_claim) are left to it, and
+    those named in `skip` (rows carried from an earlier run, `carried_rows`) are not built again."""
     out_root = Path(out_root)
-    specs = plan(cfg)
+    specs = [s for s in plan(cfg) if s.name not in skip]
     manifests, started = [], 0
     log = out_root / "sweep_log.jsonl"
     out_root.mkdir(parents=True, exist_ok=True)
