@@ -22,11 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..runtime.timing import sample_calls
-from .units import prunable_units
+from .units import observe_units, prunable_units
 
 COARSE = tuple(np.round(np.arange(10) / 10, 2))  # phi = 0, 0.1, ..., 0.9
 
@@ -50,19 +49,8 @@ class LatencyTable:
 
 def input_shapes(model: nn.Module, inputs: tuple, units: list) -> dict:
     """unit name -> the shape of the tensor its conv reads in one forward of `inputs`."""
-    shapes, handles = {}, []
-    for u in units:
-        handles.append(u.module.register_forward_hook(
-            (lambda name: lambda module, args, out: shapes.__setitem__(name, tuple(args[0].shape)))(u.name)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    shapes = {}
+    observe_units(model, inputs, units, lambda name, module, args, out: shapes.__setitem__(name, tuple(args[0].shape)))
     return shapes
 
 

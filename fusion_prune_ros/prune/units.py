@@ -7,7 +7,9 @@ dense. Biases and BatchNorm are not scored; under channel pruning BatchNorm is s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+import torch
 from torch import nn
 
 MODALITY_OF_PREFIX = (("camera.", "camera"), ("lidar.", "lidar"), ("fuser.", "fusion"), ("bev.", "fusion"),
@@ -45,3 +47,19 @@ def prunable_units(model: nn.Module) -> list:
 
 def prunable_params(model: nn.Module) -> int:
     return sum(u.numel for u in prunable_units(model))
+
+
+def observe_units(model: nn.Module, inputs: tuple, units: list, record: Callable) -> None:
+    """One forward of `inputs` (eval mode, no gradients) calling record(unit name, module, args, output) for every
+    unit's conv as it runs: what the units see in a real frame (input shapes, output pixels), for cost models."""
+    handles = [u.module.register_forward_hook(
+        (lambda name: lambda module, args, out: record(name, module, args, out))(u.name)) for u in units]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)

@@ -57,7 +57,7 @@ from ...model.flops import example_inputs
 from ..allocate import ALLOCATORS
 from ..calibration import PruneContext, outputs
 from ..latency_table import latency_table
-from ..units import Unit, prunable_units
+from ..units import Unit, observe_units, prunable_units
 from . import register
 from .base import Scorer, Scores, mean_gradients, weights_of
 
@@ -161,26 +161,14 @@ def unit_macs(model: nn.Module, inputs: tuple, units: list | None = None) -> dic
     whole kernel). units: default the model's prunable units."""
     macs = {}
 
-    def hook(name):
-        def record(module, args, out):
-            if isinstance(module, nn.ConvTranspose2d):
-                pixels = args[0].numel() // args[0].shape[1]
-            else:
-                pixels = out.numel() // out.shape[1]
-            macs[name] = pixels * module.weight.numel()
-        return record
+    def record(name, module, args, out):
+        if isinstance(module, nn.ConvTranspose2d):
+            pixels = args[0].numel() // args[0].shape[1]
+        else:
+            pixels = out.numel() // out.shape[1]
+        macs[name] = pixels * module.weight.numel()
 
-    units = prunable_units(model) if units is None else units
-    handles = [u.module.register_forward_hook(hook(u.name)) for u in units]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    observe_units(model, inputs, prunable_units(model) if units is None else units, record)
     return macs
 
 
