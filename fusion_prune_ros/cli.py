@@ -213,15 +213,15 @@ def _sweep(args) -> None:
     from .prune.findings import cost, findings
     from .prune.plots import pareto_plot, per_layer_plot
     from .prune.sweep import (carried_rows, channel_floor, collect, dense_latency, load_sweep_config, plan,
-                              read_log, remeasure_latency, rows, run_sweep, write_profile, write_table)
+                              read_log, read_rows, remeasure_latency, rows, run_sweep, write_profile, write_table)
     from .prune.variant_latency import GPU_LATENCY, current, read_latency
 
     cfg = load_sweep_config(args.config)
     specs = plan(cfg)
     out = Path(args.out)
     done = sum((out / s.name / "manifest.json").is_file() for s in specs)
-    carried = (carried_rows(args.carry, [s.name for s in specs], {m["name"] for m in collect(out)})
-               if args.carry else [])
+    earlier = read_rows(args.carry) if args.carry else {}
+    carried = carried_rows(earlier, [s.name for s in specs], {m["name"] for m in collect(out)})
     print(f"sweep plan: {len(specs)} variants ({done} done here, {len(carried)} carried), "
           f"{cfg.prune.finetune_steps} fine-tuning steps each")
     if carried and args.profile:
@@ -242,6 +242,8 @@ def _sweep(args) -> None:
     gpu = current(read_latency(out / GPU_LATENCY), manifests)
     table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"], gpu)
     table = table[:1] + sorted(table[1:] + carried, key=lambda r: r["name"])
+    if carried and gpu is None and "dense" in earlier:  # the GPU timing file went with the earlier folder
+        table[0].update({c: earlier["dense"][c] for c in ("gpu_ms", "gpu_speedup")})
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     names = tuple(r["name"] for r in carried)

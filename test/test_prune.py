@@ -24,8 +24,8 @@ from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_ov
 from fusion_prune_ros.prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms
 from fusion_prune_ros.prune.plots import per_layer_plot
 from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, channel_floor, collect, dense_latency,
-                                       load_sweep_config, plan, read_log, remeasure_latency, rows, run_sweep,
-                                       thin_ladder, write_profile, write_table)
+                                       load_sweep_config, plan, read_log, read_rows, remeasure_latency, rows,
+                                       run_sweep, thin_ladder, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
@@ -411,20 +411,22 @@ def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_p
                row("taylor-channel-80-s0", 0.63)]
     write_table(earlier, tmp_path / "r.csv", tmp_path / "r.md", "earlier")
     planned = ["magnitude-channel-80-s0", "dm3d-channel-80-s0", "taylor-channel-80-s0", "snip-channel-80-s0"]
-    carried = carried_rows(tmp_path / "r.csv", planned, present={"dm3d-channel-80-s0"})
+    carried = carried_rows(read_rows(tmp_path / "r.csv"), planned, present={"dm3d-channel-80-s0"})
     # Only planned variants without a folder here, with their numbers and types as written; dense is never carried,
     # a variant run here keeps its own row, and one the earlier report lacks (snip) stays missing.
     assert [r["name"] for r in carried] == ["magnitude-channel-80-s0", "taylor-channel-80-s0"]
     assert carried[0]["NDS"] == 0.61 and carried[0]["seed"] == 0 and math.isnan(carried[0]["gpu_ms"])
     assert carried[0]["granularity"] == "channel"
+    gpu = "\n".join(findings([{**row("dense", 0.7), "gpu_ms": 1.5}, {**carried[0], "gpu_ms": 1.25}], []))
+    assert "On a GPU (carried rows)" in gpu and "dense (1.50 ms) and 1 variants" in gpu and "to 1.20x" in gpu
     text = "\n".join(cost(carried, [], planned))  # carried rows cost what they cost when they were built
     assert "| magnitude | 1 | 12 | 600 | - | - |" in text and "no entry for 2 of the 2 variants" in text
     assert "4 variants, 2 done; 2 left" in text
     (tmp_path / "other.csv").write_text("name,NDS\nx,0.5\n")
     with pytest.raises(UserError, match="not the sweep table's"):
-        carried_rows(tmp_path / "other.csv", planned, set())
+        read_rows(tmp_path / "other.csv")
     with pytest.raises(UserError, match="no results CSV"):
-        carried_rows(tmp_path / "missing.csv", planned, set())
+        read_rows(tmp_path / "missing.csv")
 
 
 def test_cost_projects_at_parallel_throughput_when_the_log_has_times():

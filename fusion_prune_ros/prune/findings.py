@@ -30,7 +30,7 @@ def findings(table: list, manifests: list, floor: dict | None = None, gpu: dict 
     lines += _equal_cost(table)
     lines += _seeds(spread)
     lines += _speedup(table, floor)
-    lines += _gpu(gpu)
+    lines += _gpu(gpu) or _carried_gpu(table)
     lines += _modality_split(channel)
     lines += _reactivation(manifests)
     return lines
@@ -341,6 +341,18 @@ def _gpu(gpu: dict | None) -> list:
     if gpu.get("stale"):
         lines[-1] += (f" Redone since they were timed, so blank in the table: {', '.join(gpu['stale'])}.")
     return lines + [""]
+
+
+def _carried_gpu(table: list) -> list:
+    """Without a GPU timing file: the gpu_ms column as carried from an earlier report, if it has one."""
+    timed = {r["name"]: r["gpu_ms"] for r in table if not np.isnan(r["gpu_ms"])}
+    if "dense" not in timed or len(timed) < 2:
+        return []
+    speedups = [timed["dense"] / v for v in timed.values()]
+    return ["### On a GPU (carried rows)", "",
+            f"gpu_ms for dense ({timed['dense']:.2f} ms) and {len(timed) - 1} variants, timed side by side on a lent "
+            f"GPU in an earlier run (its timing file went with that run's folder; its device and the network-alone "
+            f"times are in that run's report): speed-ups from {min(speedups):.2f}x to {max(speedups):.2f}x.", ""]
 
 
 def _modality_split(rows: list) -> list:

@@ -201,14 +201,8 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
 TEXT_COLUMNS = ("name", "method", "granularity")
 
 
-def carried_rows(csv_path: str | Path, planned: list, present: set) -> list:
-    """Rows of an earlier report's CSV for planned variants whose folders are not in the sweep folder.
-
-    Why: the sweep folder (runs/variants) holds gigabytes of evaluation output and is not committed, so a fresh
-    machine starts without it, while the CSV beside the report is committed. Re-running 50-odd variants to finish a
-    plan is 10 hours of CPU; carrying their measured rows lets the last variants complete the table. A carried row
-    keeps its numbers as measured then, its speed-ups included (ratios against the dense graph of that run's
-    re-timing); variants with a folder here are always read from their manifests, never carried."""
+def read_rows(csv_path: str | Path) -> dict:
+    """name -> row of a results CSV written by `write_table`, with the types `rows` gives them."""
     path = Path(csv_path)
     if not path.is_file():
         raise UserError(f"no results CSV to carry rows from: {path}")
@@ -216,14 +210,19 @@ def carried_rows(csv_path: str | Path, planned: list, present: set) -> list:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
             raise UserError(f"{path}: columns {reader.fieldnames} are not the sweep table's {list(COLUMNS)}")
-        earlier = {r["name"]: r for r in reader}
-    out = []
-    for name in planned:
-        if name in present or name not in earlier:
-            continue
-        r = earlier[name]
-        out.append({c: r[c] if c in TEXT_COLUMNS else int(r[c]) if c == "seed" else float(r[c]) for c in COLUMNS})
-    return out
+        return {r["name"]: {c: r[c] if c in TEXT_COLUMNS else int(r[c]) if c == "seed" else float(r[c])
+                            for c in COLUMNS} for r in reader}
+
+
+def carried_rows(earlier: dict, planned: list, present: set) -> list:
+    """The rows of an earlier report (`read_rows`) for planned variants whose folders are not in the sweep folder.
+
+    Why: the sweep folder (runs/variants) holds gigabytes of evaluation output and is not committed, so a fresh
+    machine starts without it, while the CSV beside the report is committed. Re-running 50-odd variants to finish a
+    plan is 10 hours of CPU; carrying their measured rows lets the last variants complete the table. A carried row
+    keeps its numbers as measured then, its speed-ups included (ratios against the dense graph of that run's
+    re-timing); variants with a folder here are always read from their manifests, never carried."""
+    return [earlier[name] for name in planned if name not in present and name in earlier]
 
 
 def _metric_cols(metrics: dict) -> dict:
