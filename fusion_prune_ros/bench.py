@@ -28,6 +28,20 @@ from .runtime.profile import load_profile
 from .runtime.timing import time_calls
 
 
+def graphs(profile) -> list:
+    """(name, modality, onnx, checkpoint, GFLOPs) of every variant of `profile`, and the dense fused graph first
+    when the profile does not hold it: the ratio column needs it, and a profile whose ladder a pruned variant tops
+    (it displaced dense) has none. The dense model is the folder of the profile's detector.yaml."""
+    out = [(v.name, v.modality, profile.path(v.onnx), profile.path(v.checkpoint) if v.checkpoint else None, v.gflops)
+           for v in profile.variants]
+    if not any(name.startswith("dense") and modality == "fused" for name, modality, *_ in out):
+        folder = profile.path(profile.detector).parent
+        meta = json.loads((folder / "metadata.json").read_text())
+        out.insert(0, ("dense-fused (reference)", "fused", folder / "fused.onnx", folder / "model.pt",
+                       meta["complexity"]["fused"]["gflops"]))
+    return out
+
+
 def network_table(profile_path: str, iterations: int, backends: list) -> list:
     profile = load_profile(profile_path)
     cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
@@ -35,11 +49,11 @@ def network_table(profile_path: str, iterations: int, backends: list) -> list:
     rows = []
     for kind, device in backends:
         backend = create_backend(kind, device, threads=2)
-        for v in profile.variants:
-            session = backend.load(profile.path(v.onnx), v.modality, profile.path(v.checkpoint) if v.checkpoint else None)
+        for name, modality, onnx, checkpoint, gflops in graphs(profile):
+            session = backend.load(onnx, modality, checkpoint)
             stats = time_calls(lambda: session.run(inputs), iterations)
-            rows.append({"backend": backend.describe(), "variant": v.name, "modality": v.modality,
-                         "gflops": v.gflops, **stats})
+            rows.append({"backend": backend.describe(), "variant": name, "modality": modality, "gflops": gflops,
+                         **stats})
     for r in rows:
         ref = next((x for x in rows if x["backend"] == r["backend"] and x["variant"].startswith("dense")
                     and x["modality"] == "fused"), None)

@@ -242,14 +242,20 @@ def _sweep(args) -> None:
     gpu = current(read_latency(out / GPU_LATENCY), manifests)
     table = rows(manifests, dense_meta, dense_latency(dense_meta, out)["fused"], gpu)
     table = table[:1] + sorted(table[1:] + carried, key=lambda r: r["name"])
-    if carried and gpu is None and "dense" in earlier:  # the GPU timing file went with the earlier folder
-        table[0].update({c: earlier["dense"][c] for c in ("gpu_ms", "gpu_speedup")})
+    if carried and "dense" in earlier:
+        # The carried rows' speed-ups are against the earlier run's dense timing, and the GPU timing file (if any)
+        # went with the earlier folder: the dense row keeps those columns, the built rows' ratios are their own.
+        kept = ("ort_ms", "ort_speedup") + (("gpu_ms", "gpu_speedup") if gpu is None else ())
+        table[0].update({c: earlier["dense"][c] for c in kept})
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     names = tuple(r["name"] for r in carried)
+    here = dense_latency(dense_meta, out)["fused"]
     notes = [f"{len(carried)} of these rows were carried from an earlier report ({args.carry}; built in an earlier "
-             f"run of this sweep whose folders are not here; speed-ups against that run's dense re-timing): "
-             f"{', '.join(names)}. AlterMOMA's reactivation statistics below come from manifests: they cover the "
+             f"run of this sweep whose folders are not here; speed-ups against that run's dense timing, "
+             f"{table[0]['ort_ms']:.2f} ms, the dense row's): {', '.join(names)}. The {len(manifests)} rows built here "
+             f"were timed beside dense at {here:.2f} ms on this machine: compare speed-ups, not milliseconds, across "
+             f"the two groups. AlterMOMA's reactivation statistics below come from manifests: they cover the "
              f"{len(manifests)} variants built here.", ""] if carried else []
     write_table(table, docs / "pruning_results.csv", docs / "pruning_results.md",
                 f"Pruning results ({len(table) - 1} variants, measured)",

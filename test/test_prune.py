@@ -243,6 +243,7 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     assert set(dense_ms) == {"fused", "lidar", "camera"}
     floor = channel_floor(tmp_path / "variants")
     assert floor["params_m"] < min(m["complexity"]["params_m"] for m in collect(tmp_path / "variants"))
+    assert floor["dense_ms"] == dense_ms["fused"]  # the floor's ratio is against the dense graph timed beside it
     # The profile names the operators (after ONNX Runtime's fusions) and finds the first LiDAR conv, kept dense, by
     # the input it reads.
     for graph in floor["ops"].values():

@@ -156,9 +156,13 @@ def dense_latency(dense_meta: dict, variants_root: Path) -> dict:
 
 
 def channel_floor(variants_root: Path) -> dict | None:
-    """The narrowest network's size and latency from the last side-by-side re-timing (None before one)."""
+    """The narrowest network's size and latency from the last side-by-side re-timing (None before one), with the
+    dense fused graph's median from the same timing as "dense_ms": the floor's ratio is between those two."""
     path = Path(variants_root) / DENSE_LATENCY
-    return json.loads(path.read_text()).get("channel_floor") if path.is_file() else None
+    if not path.is_file():
+        return None
+    timed = json.loads(path.read_text())
+    return {**timed["channel_floor"], "dense_ms": timed[LATENCY_KEY]["fused"]["median_ms"]}
 
 
 def scoring_seconds(manifest: dict) -> float:
