@@ -261,7 +261,7 @@ def _sweep(args) -> None:
                 f"Pruning results ({len(table) - 1} variants, measured)",
                 notes + findings(table, manifests, channel_floor(out), gpu)
                 + cost(table, read_log(out), [s.name for s in specs]))
-    for granularity in sorted({m["granularity"] for m in manifests}):  # with the carried rows of that granularity
+    for granularity in sorted({r["granularity"] for r in table if r["method"] != "dense"}):  # carried rows too
         pareto_plot(table, docs / f"pareto_{granularity}.png", granularity)
     for level in (0.8, 0.9):
         per_layer_plot(manifests, docs / f"per_layer_channel_{round(level * 100)}.png", level)

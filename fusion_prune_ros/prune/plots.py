@@ -1,6 +1,6 @@
 """The sweep's plots: what a reader would rather see than read in the results table.
 
-- `pareto_plot`: NDS against measured latency, one line per method (the Pareto view the profile is chosen from);
+- `pareto_plot`: NDS against measured latency (relative to dense), one line per method (the Pareto view the profile is chosen from);
 - `per_layer_plot`: each method's realised sparsity per prunable layer at one level, coloured by module, so the
   methods' allocations (MMPrune4U's and DM3D's layer-adaptive ratios, where AlterMOMA cuts the LiDAR branch,
   magnitude leaving it whole) can be compared at a glance;
@@ -25,17 +25,19 @@ def _pyplot():
 
 
 def pareto_plot(table: list, path: Path, granularity: str = "channel") -> None:
-    """NDS vs measured ONNX Runtime CPU latency, one line per method (the dense model as a star)."""
+    """NDS vs measured ONNX Runtime CPU latency relative to dense, one line per method (the dense model as a star
+    at 1). Relative, not milliseconds: each is a ratio against the dense graph timed beside the variant, so rows
+    timed on different machines (carried rows, sweep.carried_rows) share the axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     dense = next(r for r in table if r["method"] == "dense")
     methods = sorted({r["method"] for r in table if r["granularity"] == granularity})
     for method in methods:
-        pts = sorted((r["ort_ms"], r["NDS"]) for r in table if r["method"] == method
+        pts = sorted((1.0 / r["ort_speedup"], r["NDS"]) for r in table if r["method"] == method
                      and r["granularity"] == granularity and r["seed"] == 0)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=method, ms=4)
-    ax.plot(dense["ort_ms"], dense["NDS"], "k*", ms=12, label="dense")
-    ax.set_xlabel("ONNX Runtime CPU latency, 2 threads [ms] (fused graph)")
+    ax.plot(1.0, dense["NDS"], "k*", ms=12, label="dense")
+    ax.set_xlabel("latency relative to dense (ONNX Runtime CPU, 2 threads, fused graph, timed side by side)")
     ax.set_ylabel("NDS (generated val split)")
     ax.set_title(f"{granularity} pruning: accuracy vs measured latency")
     ax.grid(alpha=0.3)
