@@ -345,7 +345,7 @@ def _gpu(gpu: dict | None) -> list:
 
 def _carried_gpu(table: list) -> list:
     """Without a GPU timing file: the gpu_ms column as carried from an earlier report, if it has one."""
-    timed = {r["name"]: r["gpu_ms"] for r in table if not np.isnan(r["gpu_ms"])}
+    timed = {r["name"]: r["gpu_ms"] for r in table if not np.isnan(r.get("gpu_ms", np.nan))}
     if "dense" not in timed or len(timed) < 2:
         return []
     speedups = [timed["dense"] / v for v in timed.values()]
