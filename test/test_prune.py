@@ -27,7 +27,7 @@ from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, ch
                                        load_sweep_config, plan, read_log, read_rows, remeasure_latency, rows,
                                        run_sweep, thin_ladder, write_profile, write_table)
 from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
-from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec
+from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
 from fusion_prune_ros.prune.variant_latency import current, time_variants
 from fusion_prune_ros.runtime.profile import load_profile
@@ -288,6 +288,19 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
         if v.method != "dense":
             assert onnx.parent.parent == (tmp_path / "ship").resolve()
             assert (onnx.parent / "model.pt").is_file() and not (onnx.parent / "eval").exists()
+
+
+def test_a_scorer_that_set_its_own_parameter_target_is_pruned_to_it(model):
+    """DM3D under a time budget removes whatever parameters the time costs (Scores.sparsity): the channel and
+    unstructured granularities prune to that, not to the requested value, which was a time fraction."""
+    m, cfg = model
+    keep = {u.name: 0.5 for u in prunable_units(m)}
+    scores = Scores({k: w.abs() for k, w in weights_of(m).items()}, keep=keep, sparsity=0.5)
+    spec = PruneSpec("dm3d", 0.2, "channel")
+    _, _, info = _apply(m, scores, spec, PruneConfig(round_to=0), cfg)
+    assert abs(info["realised_sparsity"] - 0.5) <= 0.03 and info["target_sparsity"] == 0.5
+    _, _, plain = _apply(m, Scores(scores.weights, keep=keep), spec, PruneConfig(round_to=0), cfg)
+    assert plain["target_sparsity"] == 0.2
 
 
 def test_single_modality_graphs_of_a_channel_pruned_model(model):

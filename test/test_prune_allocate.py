@@ -261,8 +261,10 @@ def test_a_time_target_cuts_where_the_time_goes():
 def test_dm3d_under_a_measured_latency_budget(ctx):
     """cost="latency" on the small detector: the table is measured and recorded, and the allocation keeps at most
     the requested share of the units' time (no cut asked: the least-distortion allocation, every unit kept)."""
-    info = DM3DScorer(steps=50, cost="latency")(ctx, 0.0, "channel").info
+    scores = DM3DScorer(steps=50, cost="latency")(ctx, 0.0, "channel")
+    info = scores.info
     assert info["cost"] == "latency" and 0 < info["unit_ms_kept"] <= 1.0
+    assert scores.sparsity == info["realised_sparsity"]  # the granularity prunes the parameters the time costs
     assert set(info["unit_ms"]) == set(info["phi"]) and len(info["unit_ms_phis"]) == 10
     with pytest.raises(ValueError, match="cost must be"):
         DM3DScorer(cost="watts")

@@ -160,11 +160,12 @@ def _apply(model, scores, spec: PruneSpec, pcfg: PruneConfig, cfg: DetectorConfi
         with torch.no_grad():
             for name, w in scores.state.items():
                 modules[name].weight.copy_(w)
+    sparsity = spec.sparsity if scores.sparsity is None else scores.sparsity
     if spec.granularity == "channel":
-        pruned, info = channel_prune(work, scores, spec.sparsity, example_inputs(cfg)["fused"],
+        pruned, info = channel_prune(work, scores, sparsity, example_inputs(cfg)["fused"],
                                      round_to=pcfg.round_to or None)
         return pruned, None, info
-    masks = unstructured_masks(work, scores, spec.sparsity) if spec.granularity == "unstructured" \
+    masks = unstructured_masks(work, scores, sparsity) if spec.granularity == "unstructured" \
         else nm24_masks(work, scores)
     apply_masks(work, masks)
     return work, masks, {"realised_sparsity": round(_mask_sparsity(masks), 4)}

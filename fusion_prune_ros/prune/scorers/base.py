@@ -25,6 +25,9 @@ class Scores:
     `bind(model)` method is bound to the network it will fine-tune before that trains (CrossPrune's distortion
     term finds which teacher channels a channel-pruned student kept).
     info: what the scorer measured (timings, settings), for the variant manifest.
+    sparsity: the fraction of prunable parameters the allocation removes, when the scorer's target was not a
+    parameter count (DM3D under a time budget): the granularity prunes to it instead of the requested value, or a
+    time target would be read as a parameter target.
     """
 
     weights: dict
@@ -32,6 +35,7 @@ class Scores:
     state: dict | None = None
     regulariser: Callable | None = None
     info: dict = field(default_factory=dict)
+    sparsity: float | None = None
 
 
 class Scorer(ABC):

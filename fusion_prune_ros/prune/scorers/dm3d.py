@@ -315,7 +315,8 @@ class DM3DScorer(Scorer):
             "seconds": round(time.perf_counter() - start, 2),
         }
         return Scores(weights={n: (w * grads[n]).abs() for n, w in weights.items()},
-                      keep={n: 1.0 - p for n, p in choice.items()}, info=info)
+                      keep={n: 1.0 - p for n, p in choice.items()}, info=info,
+                      sparsity=info["realised_sparsity"] if table else None)
 
 
 def budget_used(choice: dict, flops: dict) -> float:
