@@ -30,10 +30,10 @@ def time_calls(fn: Callable[[], object], iterations: int = 20, warmup: int = 3) 
     return summarise(sample_calls(fn, iterations, warmup))
 
 
-def time_side_by_side(fns: dict, iterations: int = 40, rounds: int = 4, warmup: int = 3) -> dict:
-    """name -> summary for several callables timed in interleaved rounds in one process: a load change on the
-    machine (another job starting, thermal drift) then hits every candidate alike, so their ratios hold even when
-    the absolute numbers move."""
+def sample_side_by_side(fns: dict, iterations: int = 40, rounds: int = 4, warmup: int = 3) -> dict:
+    """name -> milliseconds of each call, for several callables timed in interleaved rounds in one process: a load
+    change on the machine (another job starting, thermal drift) then hits every candidate alike, so their ratios
+    hold even when the absolute numbers move."""
     samples = {name: [] for name in fns}
     for name, fn in fns.items():
         sample_calls(fn, 0, warmup)
@@ -41,4 +41,9 @@ def time_side_by_side(fns: dict, iterations: int = 40, rounds: int = 4, warmup: 
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name] += sample_calls(fn, per_round, warmup=1)
-    return {name: summarise(s) for name, s in samples.items()}
+    return samples
+
+
+def time_side_by_side(fns: dict, iterations: int = 40, rounds: int = 4, warmup: int = 3) -> dict:
+    """name -> summary (`summarise`) of `sample_side_by_side`."""
+    return {name: summarise(s) for name, s in sample_side_by_side(fns, iterations, rounds, warmup).items()}
