@@ -135,19 +135,20 @@ def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> dict:
 def _read_outputs(input_bag: Path, output_bag: Path) -> tuple:
     """(ReplayRecord with the detections by LiDAR stamp, the active-variant sequence, the last diagnostics values),
     read back from the recorded bag the way any downstream consumer reads the node."""
-    from rosbags.rosbag2 import Reader
+    from contextlib import closing
 
     from .bag import typestore as ts
+    from .bag.paths import open_reader
     from .bag.replay import ReplayRecord
     from .ros.convert import msg_to_detections, stamp_to_ns
 
     store = ts.typestore()
     record = ReplayRecord()
-    with Reader(input_bag) as reader:
+    with closing(open_reader(input_bag)) as reader:
         record.start_ns = reader.start_time
         record.lidar_stamps = [t for c, t, _ in reader.messages() if c.topic == "/LIDAR_TOP"]
     variants, diag = [], {}
-    with Reader(output_bag) as reader:
+    with closing(open_reader(output_bag)) as reader:
         for conn, t, raw in reader.messages():
             msg = store.deserialize_cdr(raw, conn.msgtype)
             if conn.topic == "/fusion_prune/detections":

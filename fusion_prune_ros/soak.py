@@ -13,12 +13,13 @@ import json
 import math
 import os
 import threading
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag2 import Reader
 
+from .bag.paths import open_reader
 from .bag.replay import LIDAR_PERIOD_NS, replay
 from .bag.scenario import Scenario, ScenarioEvent
 from .errors import UserError
@@ -54,7 +55,7 @@ def _sample(k: int, core, start_frame: int) -> dict:
 def soak(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, cfg: SoakConfig = SoakConfig(),
          quiet: bool = False) -> dict:
     bag, out_dir = Path(bag), Path(out_dir)
-    with Reader(bag) as reader:
+    with closing(open_reader(bag)) as reader:
         per_pass = sum(c.msgcount for c in reader.connections if c.topic == LIDAR_TOPIC)
         pass_s = (reader.end_time - reader.start_time + LIDAR_PERIOD_NS) * 1e-9
     if per_pass == 0:

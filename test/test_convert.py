@@ -19,7 +19,7 @@ from fusion_prune_ros.data.classes import CLASS_COLORS, DETECTION_CLASSES
 from fusion_prune_ros.detections import Detections
 from fusion_prune_ros.geometry import quat_to_matrix, wrap_angle
 from fusion_prune_ros.ros.convert import (InputError, camera_info_to_intrinsics,
-                                          check_image_matches_info, cloud_to_points, compressed_to_rgb,
+                                          cloud_to_points, compressed_to_rgb,
                                           detections_to_markers, detections_to_msg, image_to_rgb,
                                           import_message_class, label_info_msg, msg_to_detections, ns_to_stamp,
                                           rclpy_types, rosbags_types, stamp_to_ns, tf_message_to_matrices,
@@ -325,10 +325,6 @@ def test_camera_info():
         k, width, height = camera_info_to_intrinsics(msg)
         np.testing.assert_array_equal(k, K)
         assert (width, height) == (1600, 900)
-    check_image_matches_info((900, 1600, 3), 1600, 900)
-    with pytest.raises(InputError) as err:
-        check_image_matches_info((900, 1599, 3), 1600, 900)
-    assert err.value.reason == "image_size_mismatch"
 
 
 def _k(**entries):

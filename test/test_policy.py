@@ -1,7 +1,6 @@
-"""Switching policy and sensor health: pure logic with injected time."""
+"""Switching policy: pure logic, profiles with set latencies."""
 import pytest
 
-from fusion_prune_ros.runtime.health import HealthConfig, SensorHealth
 from fusion_prune_ros.runtime.policy import Candidate, Policy, PolicyConfig
 
 PROFILE = [Candidate("dense-fused", "fused", 120.0), Candidate("p50-fused", "fused", 70.0),
@@ -24,6 +23,24 @@ def test_a_camera_only_graph_is_not_a_latency_step_while_the_lidar_works():
                      Candidate("dense-camera", "camera", 60.0)], PolicyConfig(latency_budget_ms=50))
     assert policy.select(True, True).variant == "dense-lidar"  # nothing fits: the fastest with the LiDAR
     assert policy.select(False, True).variant == "dense-camera"
+
+
+def test_a_camera_only_graph_runs_with_the_lidar_only_when_it_alone_fits():
+    policy = Policy([Candidate("dense-fused", "fused", 120.0), Candidate("dense-lidar", "lidar", 90.0),
+                     Candidate("dense-camera", "camera", 60.0)], PolicyConfig(latency_budget_ms=70))
+    assert policy.select(True, True).variant == "dense-camera"
+
+
+def test_a_step_down_from_the_fused_ladder_goes_to_the_lidar_graph_before_the_camera_graph():
+    """Profile order: fused (most accurate), then the camera graph listed before the LiDAR graph, which must not
+    matter while the LiDAR works."""
+    profile = [Candidate("fused", "fused", 40.0), Candidate("camera", "camera", 20.0), Candidate("lidar", "lidar", 30.0)]
+    policy = Policy(profile, PolicyConfig(latency_budget_ms=50, step_down_after=3))
+    decisions = _run(policy, {"fused": 60.0, "camera": 30.0, "lidar": 45.0}.get, 5)
+    assert [d.variant for d in decisions] == ["fused"] * 3 + ["lidar"] * 2
+    assert "over budget" in decisions[3].reason
+    d = policy.select(False, True)
+    assert d.variant == "camera" and "lidar=lost" in d.reason
 
 
 def test_start_with_the_most_accurate_variant_that_fits():
@@ -104,27 +121,3 @@ def test_unseen_variant_latency_scales_with_the_machine():
     for _ in range(5):
         policy.record_latency("dense-fused", 240.0)  # this machine is 2x slower than the profile says
     assert policy.expected_ms("p50-fused") == pytest.approx(140.0)
-
-
-def test_health_fresh_stale_recovery_and_flapping():
-    h = SensorHealth("LIDAR_TOP", ("CAM_FRONT",), HealthConfig(camera_max_age_s=0.1, recover_after_s=1.0,
-                                                                flap_window_s=5.0, flap_transitions=3))
-    assert h.status(0.0) == {"LIDAR_TOP": "never_seen", "CAM_FRONT": "never_seen"}
-    h.seen("CAM_FRONT", 0.0)
-    assert h.usable("CAM_FRONT", 0.05)  # first sight: usable at once
-    assert not h.fresh("CAM_FRONT", 0.2) and h.status(0.2)["CAM_FRONT"] == "stale"
-    h.seen("CAM_FRONT", 0.5)
-    assert h.fresh("CAM_FRONT", 0.5) and not h.usable("CAM_FRONT", 0.5)  # recovering
-    t = 0.5
-    while t < 1.6:
-        h.seen("CAM_FRONT", t)
-        t += 0.08
-    assert h.usable("CAM_FRONT", t - 0.08)
-    # Flapping at 1 Hz: on for 0.5 s, off for 0.5 s. Never usable while it flaps, and flagged.
-    usable = []
-    for k in range(6):
-        start = 2.0 + k
-        for j in range(6):
-            h.seen("CAM_FRONT", start + j * 0.08)
-            usable.append(h.usable("CAM_FRONT", start + j * 0.08))
-    assert not any(usable) and h.flapping("CAM_FRONT", 7.5)

@@ -1,8 +1,8 @@
-"""`fusion-prune replay`: a bag through the node's own logic (DetectorCore), in-process, on the bag's clock.
+"""`fusion-prune replay`: a bag through the node's own feeder and DetectorCore, in-process, on the bag's clock.
 
-Real compute time counts: after a frame that took W seconds of wall time, the node is busy until W seconds of bag
-time later, and a LiDAR sweep arriving meanwhile is dropped with the reason `busy`, as the live node drops it
-(`no_drop` processes every sweep, for accuracy-only runs). A scenario withholds sensors and changes the budget.
+Real compute time counts: after a frame that took W seconds of wall time, the worker is busy until W seconds of
+bag time later; messages arriving meanwhile queue, and a LiDAR sweep replaced by a newer one is dropped with the
+reason `busy`, as the live node drops it (`no_drop` processes every sweep, for accuracy-only runs). A scenario withholds sensors and changes the budget.
 Writes an output bag (detections, markers, active variant, diagnostics), `replay.json` (frames, drops and reasons,
 switches with reasons, per-variant latency, official nuScenes metrics overall and per segment) and a timeline plot.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
 from ..data.classes import LIDAR
@@ -25,10 +25,13 @@ from ..detections import Detections
 from ..errors import UserError
 from ..ros.convert import (detections_to_markers, detections_to_msg, label_info_msg, ns_to_stamp, rosbags_types,
                            stamp_to_ns)
+from ..ros.inputs import InputRouter, InputTopics
 from ..ros.topics import (ACTIVE_VARIANT_TOPIC, DETECTION_MARKERS_TOPIC, DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC,
-                          LABEL_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, camera_info_topic, image_topic)
+                          LABEL_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC)
 from ..runtime.core import CoreConfig, DetectorCore, FrameOutput
+from ..runtime.feeder import Feeder, FeederConfig
 from . import typestore as ts
+from .paths import open_reader
 from .scenario import SEGMENTS, Scenario
 
 LIDAR_PERIOD_NS = 50_000_000
@@ -52,31 +55,28 @@ class ReplayRecord:
 
 def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario: Scenario = Scenario(),
            no_drop: bool = False, quiet: bool = False, loops: int = 1, keep_detections: bool = True,
-           on_loop: Callable[[int, DetectorCore], None] | None = None) -> tuple:
-    """Run the bag through a DetectorCore; returns (core, record). Writes out_dir/output_bag.
+           on_loop: Callable[[int, DetectorCore], None] | None = None,
+           feeder_cfg: FeederConfig | None = None) -> tuple:
+    """Run the bag through the node's feeder and DetectorCore; returns (core, record). Writes out_dir/output_bag.
 
-    loops > 1 plays the bag again and again on one continuous clock (every stamp of pass k moved forward by k bag
-    lengths plus a LiDAR period), as a long drive: the scenario's times count across passes, and scoring maps each
-    pass back to the bag's samples. keep_detections=False keeps no per-frame detections in memory (soak runs);
-    on_loop(k, core) is called after each pass (soak measurements)."""
-    bag, out_dir = Path(bag), Path(out_dir)
-    if not bag.exists():
-        raise UserError(f"bag not found: {bag}")
+    Messages arrive at their bag receive times (the arrival clock); ticks come every TICK_S of it, as the node's
+    timer does. loops > 1 plays the bag again and again on one continuous clock (every stamp of pass k moved
+    forward by k bag lengths plus a LiDAR period), as a long drive: the scenario's times count across passes, and
+    scoring maps each pass back to the bag's samples. keep_detections=False keeps no per-frame detections in memory
+    (soak runs); on_loop(k, core) is called after each pass (soak measurements)."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    core = DetectorCore(core_cfg)
-    store = ts.typestore()
-    types = rosbags_types()
-    image_topics = {image_topic(c): c for c in core_cfg.cameras}
-    info_topics = {camera_info_topic(c): c for c in core_cfg.cameras}
-    record = ReplayRecord()
     out_bag = out_dir / "output_bag"
     if out_bag.exists():
         raise UserError(f"output bag already exists: {out_bag}")
-    try:
-        reader = Reader(bag)
-        reader.open()
-    except Exception as e:  # rosbags raises its own errors for unreadable bags
-        raise UserError(f"cannot read bag {bag}: {e}") from None
+    reader = open_reader(bag)
+    core = DetectorCore(core_cfg)
+    clock = _ArrivalClock()
+    feeder = Feeder(core, feeder_cfg or FeederConfig(), clock)
+    router = InputRouter(feeder, InputTopics.for_cameras(core_cfg.cameras), core_cfg.lidar, core_cfg.max_points)
+    store = ts.typestore()
+    types = rosbags_types()
+    record = ReplayRecord()
     writer = Writer(out_bag, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     try:
@@ -86,21 +86,19 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
             ("diag", DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
             ("labels", LABEL_INFO_TOPIC, ts.LABEL_INFO)]}
         start_ns = record.start_ns = reader.start_time
+        start_s = start_ns * 1e-9
         header = store.types[ts.HEADER](stamp=ns_to_stamp(start_ns, store.types[ts.TIME]), frame_id=LIDAR)
         writer.write(conns["labels"], start_ns, store.serialize_cdr(label_info_msg(header, types), ts.LABEL_INFO))
-        busy_until = -np.inf
+        worker_free = -np.inf
         loop_done = 0
-        next_tick = start_ns * 1e-9
-        next_diag = start_ns * 1e-9
+        next_tick = next_diag = start_s
         shift_ns = record.loop_shift_ns = reader.end_time - start_ns + LIDAR_PERIOD_NS
         total = sum(c.msgcount for c in reader.connections) * loops
         bar = tqdm(total=total, desc="replay", disable=quiet, mininterval=2.0, unit="msg")
 
-        def emit(out: FrameOutput | None, now: float, t_rel: float) -> None:
-            if out is None:
-                return
+        def emit(out: FrameOutput, t: float) -> None:
             hdr = store.types[ts.HEADER](stamp=ns_to_stamp(out.stamp_ns, store.types[ts.TIME]), frame_id=out.frame_id)
-            stamp = int(now * 1e9)
+            stamp = int(t * 1e9)
             writer.write(conns["det"], stamp, store.serialize_cdr(detections_to_msg(out.detections, hdr, types),
                                                                   ts.DETECTION3D_ARRAY))
             writer.write(conns["markers"], stamp, store.serialize_cdr(
@@ -109,11 +107,23 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 store.types["std_msgs/msg/String"](data=out.variant), "std_msgs/msg/String"))
             if keep_detections:
                 record.detections[out.stamp_ns] = out.detections
-            record.frames.append({"t": round(t_rel, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
+            record.frames.append({"t": round(t - start_s, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
                                   "latency_ms": round(out.timings_ms["end_to_end"], 2),
                                   "network_ms": round(out.timings_ms["network"], 2),
                                   "budget_ms": core.policy.cfg.latency_budget_ms,
-                                  "segment": scenario.segment(t_rel), "cameras": out.cameras})
+                                  "segment": scenario.segment(t - start_s), "cameras": out.cameras})
+
+        def run_until(t: float) -> None:
+            """The worker, up to arrival time t: whatever is ready runs as soon as the worker is free; a frame keeps
+            it busy for the wall time it took (none with no_drop)."""
+            nonlocal worker_free
+            while (ready := feeder.next_ready()) is not None and max(ready, worker_free) <= t:
+                clock.t = max(ready, worker_free)
+                w0 = time.perf_counter()
+                outputs = feeder.work()
+                worker_free = clock.t + (0.0 if no_drop else time.perf_counter() - w0)
+                for out in outputs:
+                    emit(out, clock.t)
 
         for k, conn, t_ns, raw in _passes(reader, loops, shift_ns):
             bar.update(1)
@@ -122,27 +132,28 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                     on_loop(loop_done, core)
                 loop_done = k
             now = t_ns * 1e-9
-            t_rel = (t_ns - start_ns) * 1e-9
-            budget = scenario.setting("budget_ms", t_rel)
-            if budget is not None:
-                core.policy.cfg.latency_budget_ms = float(budget)
-            override = scenario.setting("override", t_rel)
-            if override is not None:
-                core.policy.cfg.override = override
+            t_rel = now - start_s
             while next_tick <= now:
-                if no_drop or next_tick >= busy_until:
-                    w0 = time.perf_counter()
-                    emit(core.on_tick(next_tick), next_tick, next_tick - start_ns * 1e-9)
-                    busy_until = max(busy_until, next_tick + (time.perf_counter() - w0))
-                record.health.append((round(next_tick - start_ns * 1e-9, 3),
-                                      core.health.usable(LIDAR, next_tick),
+                run_until(next_tick)
+                clock.t = next_tick
+                feeder.tick()
+                record.health.append((round(next_tick - start_s, 3), core.health.usable(LIDAR, next_tick),
                                       int(sum(core.health.camera_mask(next_tick)))))
                 next_tick += TICK_S
+            run_until(now)
+            clock.t = now
+            budget = scenario.setting("budget_ms", t_rel)
+            if budget is not None:
+                core.set_latency_budget(budget)
+            override = scenario.setting("override", t_rel)
+            if override is not None:
+                core.set_override(override)
             if now >= next_diag:
                 _write_diagnostics(writer, conns["diag"], store, core, now, t_ns)
                 next_diag += DIAGNOSTICS_PERIOD_S
             topic = conn.topic
-            sensor = LIDAR if topic == LIDAR_TOPIC else image_topics.get(topic) or info_topics.get(topic)
+            sensor = LIDAR if topic == LIDAR_TOPIC else router.topics.images.get(topic) or \
+                router.topics.camera_infos.get(topic)
             if topic == LIDAR_TOPIC:
                 record.lidar_stamps.append(t_ns)
             if sensor is not None and scenario.blocked(sensor, t_rel):
@@ -151,21 +162,8 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
             msg = store.deserialize_cdr(raw, conn.msgtype)
             if k:
                 _shift_stamps(msg, k * shift_ns, store)
-            if topic == TF_STATIC_TOPIC:
-                core.on_static_tf(msg)
-            elif topic == TF_TOPIC:
-                core.on_tf(msg)
-            elif topic in info_topics:
-                core.on_camera_info(info_topics[topic], msg)
-            elif topic in image_topics:
-                core.on_image(image_topics[topic], msg, "CompressedImage" in conn.msgtype, now)
-            elif topic == LIDAR_TOPIC:
-                if not no_drop and now < busy_until:
-                    core.drop_busy_cloud(msg, now)
-                    continue
-                w0 = time.perf_counter()
-                emit(core.on_cloud(msg, now), now, t_rel)
-                busy_until = now + (time.perf_counter() - w0)
+            router.route(topic, msg)
+        run_until(np.inf)
         if on_loop is not None:
             on_loop(loops - 1, core)
         bar.close()
@@ -173,6 +171,15 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
         writer.close()
         reader.close()
     return core, record
+
+
+class _ArrivalClock:
+    """The replay's arrival clock: bag receive time, moved on by the replay loop."""
+
+    t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
 
 
 def _passes(reader, loops: int, shift_ns: int):

@@ -25,16 +25,8 @@ import numpy as np
 from ..bag import typestore as ts
 from ..data.classes import CLASS_COLORS, DETECTION_CLASSES
 from ..detections import Detections
+from ..errors import InputError
 from ..geometry import quat_to_matrix, quat_to_yaw, wrap_angle
-
-
-class InputError(ValueError):
-    """A malformed input message; `reason` is a stable snake_case code (a diagnostics counter key), the message
-    says what was wrong in words."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------- PointCloud2
@@ -245,14 +237,6 @@ def camera_info_to_intrinsics(msg: Any) -> tuple[np.ndarray, int, int]:
                                                     f"or a region of interest; only full-resolution images are "
                                                     f"supported")
     return k, width, height
-
-
-def check_image_matches_info(image_shape: tuple[int, ...], width: int, height: int) -> None:
-    """Raise image_size_mismatch unless an (H, W, ...) image has the CameraInfo's size: K is only valid for
-    the resolution it was calibrated at."""
-    if tuple(image_shape[:2]) != (height, width):
-        raise InputError("image_size_mismatch", f"image is {image_shape[1]} x {image_shape[0]}, CameraInfo says "
-                                                f"{width} x {height}")
 
 
 # ---------------------------------------------------------------------------------------------- tf and time

@@ -2,28 +2,33 @@
 
 configure: read the parameters, load the profile, load and warm up every variant, create publishers and
 subscriptions. activate: start publishing (input is ignored while inactive: rclpy subscriptions keep firing).
-Subscription callbacks only queue messages; one worker thread feeds them to the core in arrival order, so a frame
-that runs long never blocks DDS, and a LiDAR sweep that arrives while the previous one is still queued is
-dropped with the reason `busy` (counted in diagnostics), never silently. Parameters are declared with ranges; the
-set-parameters callback rejects invalid values with a reason, and accepted ones apply from the next frame.
+Subscription callbacks only hand messages to the feeder (`runtime/feeder.py`, through `inputs.InputRouter`), which
+the bag replay and the soak drive the same way; one worker thread runs what the feeder has ready, so a frame that
+runs long never blocks DDS, and a LiDAR sweep replaced while still waiting is dropped with the reason `busy`
+(counted in diagnostics), never silently. The feeder's clock and the node's timers are steady time, never the ROS
+clock: sensor health is judged from header stamps and arrival times (`runtime/health.py`), so the node behaves the
+same live, on a bag played with its original stamps, and on `/clock` at any rate. Parameters are declared with
+ranges; the set-parameters callback rejects invalid values with a reason, and accepted ones apply from the next
+frame. SIGINT or SIGTERM stops it quietly: the worker finishes its frame, then everything is torn down.
 
 Run: `ros2 run fusion_prune_ros fusion_prune_node --ros-args --params-file config/fusion_prune.yaml`, or the
 console script `fusion_prune_node` with the same arguments where only the PyPI wheels are installed.
 """
 from __future__ import annotations
 
-import queue
+import signal
 import sys
 import threading
 import time
-import traceback
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header, String
@@ -32,13 +37,15 @@ from tf2_msgs.msg import TFMessage
 from ..data.classes import CAMERAS
 from ..errors import UserError
 from ..runtime.core import CoreConfig, DetectorCore
+from ..runtime.feeder import Feeder, FeederConfig
 from ..runtime.health import HealthConfig
 from ..runtime.policy import PolicyConfig
 from . import topics
 from .convert import detections_to_markers, detections_to_msg, label_info_msg, ns_to_stamp, rclpy_types
+from .inputs import InputRouter, InputTopics
 
 NODE_NAME = "fusion_prune"
-QUEUE_LIMIT = 200  # non-LiDAR messages waiting for the worker; beyond it the oldest are dropped (counted)
+TICK_PERIOD_S = 0.05  # the feeder's tick: about the LiDAR rate
 
 
 def _range(low: float, high: float) -> dict:
@@ -75,8 +82,12 @@ PARAMETERS = {
     "headroom": (0.8, "a more accurate variant must be expected under headroom x budget", _range(0.1, 1.0), True),
     "camera_max_age_s": (0.1, "newest image older than this (vs the LiDAR stamp) is not used", _range(0.0, 5.0),
                          False),
-    "lidar_max_age_s": (0.15, "LiDAR silent longer than this is stale", _range(0.01, 10.0), True),
-    "camera_stale_s": (0.25, "camera silent longer than this is stale (3 periods at 12 Hz)", _range(0.01, 10.0), True),
+    "lidar_max_age_s": (0.15, "LiDAR stale once the other sensors' stamps are this far past its newest one and "
+                        "nothing of it has arrived for as long (at the playback rate); 3 periods at 20 Hz",
+                        _range(0.01, 10.0), True),
+    "camera_stale_s": (0.25, "camera stale once the other sensors' stamps are this far past its newest one and "
+                       "nothing of it has arrived for as long (at the playback rate); 3 periods at 12 Hz",
+                       _range(0.01, 10.0), True),
     "recover_after_s": (1.0, "a lost sensor must be fresh this long before it is used again", _range(0.0, 60.0),
                         True),
     "camera_sync_wait_s": (0.03, "hold each sweep this long before running it, so that images taken before it but "
@@ -95,20 +106,12 @@ class FusionPruneNode(LifecycleNode):
                                                                       **extra))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.core: DetectorCore | None = None
+        self.feeder: Feeder | None = None
+        self.router: InputRouter | None = None
         self._active = False
-        self._queue: queue.Queue = queue.Queue()
-        # The newest unprocessed sweep and those it replaced, with arrival times. Guarded by their own lock, so a
-        # subscription callback never waits for a frame that the worker is running under `_lock`.
-        self._pending_cloud = None
-        self._pending_due = 0.0  # time.monotonic() when the pending sweep may run (camera_sync_wait_s)
-        self._sync_wait_s = 0.0
-        self._busy_clouds: list = []
-        self._pending_lock = threading.Lock()
         self._lock = threading.Lock()  # the core: worker, parameter and diagnostics callbacks
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._tick_queued = threading.Event()
-        self._last_processed = 0.0
         self._subs, self._timers = [], []
         self._pubs: dict = {}
         self.types = rclpy_types()
@@ -132,27 +135,26 @@ class FusionPruneNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"override_variant {p.value!r} is not in the "
                                                                     f"profile ({', '.join(self.core.profile.names())})")
         if self.core is not None:
+            values = {p.name: p.value for p in params}
             with self._lock:
-                for p in params:
-                    self._apply_live(p.name, p.value)
+                self._apply_live(lambda name: values.get(name, self._p(name)), set(values))
         return SetParametersResult(successful=True)
 
-    def _apply_live(self, name: str, value) -> None:
-        pol, health = self.core.policy.cfg, self.core.health.cfg
-        setters = {
-            "latency_budget_ms": lambda v: setattr(pol, "latency_budget_ms", float(v)),
-            "override_variant": lambda v: setattr(pol, "override", v),
-            "step_down_after": lambda v: setattr(pol, "step_down_after", int(v)),
-            "step_up_after": lambda v: setattr(pol, "step_up_after", int(v)),
-            "headroom": lambda v: setattr(pol, "headroom", float(v)),
-            "score_threshold": lambda v: setattr(self.core.pipeline.decode_cfg, "score_threshold", float(v)),
-            "lidar_max_age_s": lambda v: self.core.health.set_max_age(self.core.cfg.lidar, float(v)),
-            "camera_stale_s": lambda v: [self.core.health.set_max_age(c, float(v)) for c in self.core.cfg.cameras],
-            "recover_after_s": lambda v: setattr(health, "recover_after_s", float(v)),
-            "camera_sync_wait_s": lambda v: setattr(self, "_sync_wait_s", float(v)),
-        }
-        if name in setters:
-            setters[name](value)
+    def _apply_live(self, value, changed: set) -> None:
+        """Hand the live parameters in `changed` to the core and the feeder; value(name) reads the new value."""
+        core = self.core
+        if "latency_budget_ms" in changed:
+            core.set_latency_budget(value("latency_budget_ms"))
+        if "override_variant" in changed:
+            core.set_override(value("override_variant"))
+        if "score_threshold" in changed:
+            core.set_score_threshold(value("score_threshold"))
+        if changed & {"step_down_after", "step_up_after", "headroom"}:
+            core.set_hysteresis(value("step_down_after"), value("step_up_after"), value("headroom"))
+        if changed & {"lidar_max_age_s", "camera_stale_s", "recover_after_s"}:
+            core.set_sensor_timing(value("lidar_max_age_s"), value("camera_stale_s"), value("recover_after_s"))
+        if "camera_sync_wait_s" in changed:
+            self.feeder.set_sync_wait(value("camera_sync_wait_s"))
 
     def _core_config(self) -> CoreConfig:
         names = tuple(self._p("camera_names"))
@@ -191,8 +193,11 @@ class FusionPruneNode(LifecycleNode):
             # Shut down after the transition's response has gone out, not during it.
             self._timers.append(self.create_timer(0.5, lambda: rclpy.try_shutdown(context=self.context)))
             return TransitionCallbackReturn.SUCCESS
-        self._sync_wait_s = float(self._p("camera_sync_wait_s"))
-        self._create_io(cfg)
+        self.feeder = Feeder(self.core, FeederConfig(sync_wait_s=self._p("camera_sync_wait_s")), time.monotonic)
+        self.router = InputRouter(self.feeder, InputTopics.for_cameras(
+            cfg.cameras, self._p("lidar_topic"), tuple(self._p("camera_topics")),
+            tuple(self._p("camera_info_topics"))), cfg.lidar, cfg.max_points)
+        self._create_io()
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="fusion_prune_worker", daemon=True)
         self._worker.start()
@@ -230,11 +235,11 @@ class FusionPruneNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._subs, self._timers, self._pubs = [], [], {}
-        self.core = None
+        self.core = self.feeder = self.router = None
 
     # -- I/O ------------------------------------------------------------------------------------------------
 
-    def _create_io(self, cfg: CoreConfig) -> None:
+    def _create_io(self) -> None:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         t = self.types
@@ -246,117 +251,45 @@ class FusionPruneNode(LifecycleNode):
             "diag": self.create_lifecycle_publisher(DiagnosticArray, topics.DIAGNOSTICS_TOPIC, reliable),
         }
         sensor = qos_profile_sensor_data
-        self._subs.append(self.create_subscription(PointCloud2, self._p("lidar_topic"),
-                                                   lambda m: self._enqueue_cloud(m), sensor))
         image_type = CompressedImage if self._p("compressed") else Image
-        for cam, topic, info in zip(cfg.cameras, self._p("camera_topics"), self._p("camera_info_topics")):
-            self._subs.append(self.create_subscription(
-                image_type, topic, lambda m, c=cam: self._enqueue(("image", c, m)), sensor))
-            self._subs.append(self.create_subscription(
-                CameraInfo, info, lambda m, c=cam: self._enqueue(("info", c, m)), sensor))
-        self._subs.append(self.create_subscription(TFMessage, topics.TF_TOPIC, lambda m: self._enqueue(("tf", m)),
-                                                   QoSProfile(depth=100)))
-        self._subs.append(self.create_subscription(TFMessage, topics.TF_STATIC_TOPIC,
-                                                   lambda m: self._enqueue(("tf_static", m)), latched))
-        self._timers.append(self.create_timer(0.05, self._enqueue_tick))
-        self._timers.append(self.create_timer(self._p("diagnostics_period_s"), self._publish_diagnostics))
+        inputs = self.router.topics
+        for topic, msg_type, qos in [(inputs.lidar, PointCloud2, sensor),
+                                     *[(t, image_type, sensor) for t in inputs.images],
+                                     *[(t, CameraInfo, sensor) for t in inputs.camera_infos],
+                                     (inputs.tf, TFMessage, QoSProfile(depth=100)),
+                                     (inputs.tf_static, TFMessage, latched)]:
+            self._subs.append(self.create_subscription(msg_type, topic, lambda m, t=topic: self._arrive(t, m), qos))
+        # Steady-time timers: on the ROS clock they would follow /clock, and never fire without it.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._timers.append(self.create_timer(TICK_PERIOD_S, self._tick, clock=steady))
+        self._timers.append(self.create_timer(self._p("diagnostics_period_s"), self._publish_diagnostics,
+                                              clock=steady))
 
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+    def _arrive(self, topic: str, msg) -> None:
+        if self._active and self.router is not None:  # rclpy subscriptions keep firing while inactive
+            self.router.route(topic, msg)
 
-    def _enqueue(self, item) -> None:
-        if not self._active or self.core is None:
-            return  # rclpy subscriptions keep firing while inactive: input is ignored
-        if self._queue.qsize() >= QUEUE_LIMIT:
-            try:
-                dropped = self._queue.get_nowait()
-                with self._lock:
-                    self.core.drops[f"queue_full_{dropped[0]}"] += 1
-            except queue.Empty:
-                pass
-        self._queue.put((*item, self._now()))
-
-    def _enqueue_tick(self) -> None:
-        """At most one tick waits in the queue: ticks only check whether the LiDAR is gone, and a backlog of them
-        would only delay real messages."""
-        if not self._tick_queued.is_set():
-            self._tick_queued.set()
-            self._enqueue(("tick",))
-
-    def _enqueue_cloud(self, msg) -> None:
-        """Keep only the newest unprocessed sweep: one still waiting when the next arrives is dropped as busy."""
-        if not self._active or self.core is None:
-            return
-        with self._pending_lock:
-            if self._pending_cloud is not None:
-                self._busy_clouds.append(self._pending_cloud)
-            self._pending_cloud = (msg, self._now())
-            self._pending_due = time.monotonic() + self._sync_wait_s
-        self._queue.put(("cloud_ready", self._now()))
-
-    def _take_pending_cloud(self):
-        """(msg, arrival) of the newest sweep once its sync wait is over, else None; counts the sweeps it replaced
-        as dropped (busy)."""
-        with self._pending_lock:
-            if self._pending_cloud is None or time.monotonic() < self._pending_due:
-                return None
-            pending, busy = self._pending_cloud, self._busy_clouds
-            self._pending_cloud, self._busy_clouds = None, []
-        for msg, arrived in busy:
-            self.core.drop_busy_cloud(msg, arrived)
-        return pending
+    def _tick(self) -> None:
+        if self._active and self.feeder is not None:
+            self.feeder.tick()
 
     def _work(self) -> None:
-        """Messages in arrival order; a due sweep runs only after everything queued before it (the images and
-        poses it needs), so a backlog built up during a long frame never leaves the next frame without them."""
+        """Run whatever the feeder has ready, until the node stops."""
+        feeder = self.feeder
         while not self._stop.is_set():
-            with self._pending_lock:
-                wait = max(0.0, self._pending_due - time.monotonic()) if self._pending_cloud is not None else 0.1
-            if wait > 0:
-                try:
-                    self._process(self._queue.get(timeout=wait))
-                except queue.Empty:
-                    pass
+            feeder.wait(timeout=0.1)
+            if self._stop.is_set():
+                break
+            try:
+                with self._lock:
+                    outputs = feeder.work()
+            except Exception as e:  # a bug must not kill the node: log it, count it, go on
+                with self._lock:
+                    self.core.drops[f"internal_error_{type(e).__name__}"] += 1
+                self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0)
                 continue
-            for _ in range(self._queue.qsize()):
-                try:
-                    self._process(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._process(("cloud_ready", self._now()))
-
-    def _process(self, item) -> None:
-        core = self.core
-        if core is None:
-            return
-        kind, now = item[0], item[-1]
-        self._last_processed = max(self._last_processed, now)
-        try:
-            with self._lock:
-                if kind == "image":
-                    core.on_image(item[1], item[2], self._p("compressed"), now)
-                elif kind == "info":
-                    core.on_camera_info(item[1], item[2])
-                elif kind == "tf":
-                    core.on_tf(item[1])
-                elif kind == "tf_static":
-                    core.on_static_tf(item[1])
-                elif kind == "tick":
-                    self._tick_queued.clear()
-                    with self._pending_lock:
-                        pending = self._pending_cloud
-                    if pending is not None:  # a sweep waiting for its turn shows the LiDAR is alive
-                        core.health.seen(core.cfg.lidar, pending[1])
-                    self._emit(core.on_tick(now))
-                elif kind == "cloud_ready":
-                    pending = self._take_pending_cloud()
-                    if pending is not None:
-                        msg, arrived = pending
-                        self._emit(core.on_cloud(msg, arrived, queued_ms=(self._now() - arrived) * 1e3))
-        except Exception as e:  # a bug must not kill the node: log it, count it, go on with the next message
-            core.drops[f"internal_error_{type(e).__name__}"] += 1
-            self.get_logger().error(f"processing {kind} failed: {type(e).__name__}: {e}\n"
-                                    f"{traceback.format_exc(limit=4)}", throttle_duration_sec=5.0)
+            for out in outputs:
+                self._emit(out)
 
     @staticmethod
     def _header(stamp_ns: int, frame_id: str) -> Header:
@@ -385,7 +318,7 @@ class FusionPruneNode(LifecycleNode):
         if not self._active or self.core is None:
             return
         with self._lock:
-            items = self.core.diagnostics(self._last_processed)
+            items = self.core.diagnostics(time.monotonic())
         msg = DiagnosticArray(header=self._header(self.get_clock().now().nanoseconds, ""))
         for name, level, message, values in items:
             msg.status.append(DiagnosticStatus(level=bytes([level]), name=name, message=message,
@@ -394,26 +327,36 @@ class FusionPruneNode(LifecycleNode):
         self._publish("diag", msg)
 
 
+def _stop_on_signal(signum, frame) -> None:
+    """SIGINT and SIGTERM (what ros2 launch sends) end the spin loop; the node then stops its worker after the
+    frame it is running and tears down, instead of rclpy invalidating the context under a publishing worker."""
+    raise KeyboardInterrupt
+
+
 def main(args=None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_on_signal)
     node = FusionPruneNode()
-    # Callbacks only queue messages for the worker thread, so one executor thread suffices; rclpy's
+    # Callbacks only hand messages to the feeder, so one executor thread suffices; rclpy's
     # MultiThreadedExecutor spent most of the GIL on its own bookkeeping and starved the worker on 2 cores.
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         while rclpy.ok():
             try:
-                executor.spin_once(timeout_sec=0.5)
+                executor.spin_once(timeout_sec=0.2)
             except (KeyboardInterrupt, ExternalShutdownException):
                 break
             except Exception as e:  # e.g. rclpy's RCLError for a transition invalid in the current state
                 node.get_logger().error(f"callback failed, node keeps running: {type(e).__name__}: {e}")
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not interrupt the teardown
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         node._teardown()
+        executor.shutdown()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
     return 0
 
 

@@ -7,13 +7,14 @@ re-encoded. QoS as a live vehicle offers it: sensor topics best effort (what dri
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rosbags.rosbag2 import Reader
 
+from ..bag.paths import open_reader
 from ..errors import UserError
 from .convert import import_message_class
 from .topics import TF_STATIC_TOPIC, TF_TOPIC
@@ -35,9 +36,6 @@ def play(bag: str | Path, rate: float = 1.0, clock: bool = True, topics: list | 
     """Publish the bag; returns counts per topic. Uses `node` if given, else its own (and rclpy.init).
 
     skip(topic, seconds from the bag start) -> bool withholds messages (a sensor dropping out, for tests)."""
-    bag = Path(bag)
-    if not bag.exists():
-        raise UserError(f"bag not found: {bag}")
     if rate <= 0:
         raise UserError("rate must be positive")
     own = node is None
@@ -46,7 +44,7 @@ def play(bag: str | Path, rate: float = 1.0, clock: bool = True, topics: list | 
         node = Node("fusion_prune_player")
     counts: dict = {}
     try:
-        with Reader(bag) as reader:
+        with closing(open_reader(bag)) as reader:
             conns = [c for c in reader.connections if topics is None or c.topic in topics]
             pubs = {c.id: node.create_publisher(import_message_class(c.msgtype), c.topic, qos_for(c.topic))
                     for c in conns}

@@ -13,8 +13,8 @@ are moved into the current LiDAR frame through the ego poses at their stamps (od
 sweep first loses the points within 1 m of the sensor, the time lag is a fifth column, and each camera's
 transform includes the ego motion between its stamp and the LiDAR's.
 
-Bad timing is dropped with a reason (the caller counts it): a duplicate or out-of-order message, a stamp far in
-the future; a stamp jumping backwards by more than `reset_after_s` (bag loop, sim time reset) clears the history
+Bad timing is dropped with a reason (the caller counts it): a duplicate or out-of-order message (a stamp far in
+the future is refused earlier, by the sensor health, against the other sensors' stamps); a stamp jumping backwards by more than `reset_after_s` (bag loop, sim time reset) clears the history
 and starts again rather than mixing two timelines.
 """
 from __future__ import annotations
@@ -36,7 +36,6 @@ NEAR_SENSOR_M = 1.0  # the devkit's remove_close radius for multi-sweep clouds
 class AssemblerConfig:
     n_sweeps: int = 6
     camera_max_age_s: float = 0.1
-    max_future_s: float = 1.0
     reset_after_s: float = 1.0
     pose_tolerance_s: float = 0.06  # how far a pose may be from a stamp without interpolation partners
 
@@ -121,10 +120,8 @@ class FrameAssembler:
         self.poses.clear()
         self._last_cloud_ns = None
 
-    def _check_stamp(self, stamp_ns: int, last_ns: int | None, now_ns: int | None, what: str) -> bool:
+    def _check_stamp(self, stamp_ns: int, last_ns: int | None, what: str) -> bool:
         """True if the history was reset; raises Dropped for unusable stamps."""
-        if now_ns is not None and stamp_ns - now_ns > self.cfg.max_future_s * 1e9:
-            raise Dropped("stamp_in_future", f"{what} stamp {(stamp_ns - now_ns) / 1e9:.2f} s in the future")
         if last_ns is None:
             return False
         if stamp_ns == last_ns:
@@ -136,23 +133,23 @@ class FrameAssembler:
             raise Dropped("out_of_order", f"{what} stamp {(last_ns - stamp_ns) / 1e6:.1f} ms before the previous")
         return False
 
-    def add_image(self, camera: str, stamp_ns: int, rgb: np.ndarray, now_ns: int | None = None) -> None:
+    def add_image(self, camera: str, stamp_ns: int, rgb: np.ndarray) -> None:
         if camera not in self.cameras:
             raise Dropped("unknown_camera", f"image from unknown camera {camera}")
         kept = self._images.setdefault(camera, deque(maxlen=IMAGES_KEPT))
-        if self._check_stamp(stamp_ns, kept[-1][0] if kept else None, now_ns, f"{camera} image"):
+        if self._check_stamp(stamp_ns, kept[-1][0] if kept else None, f"{camera} image"):
             kept = self._images.setdefault(camera, deque(maxlen=IMAGES_KEPT))
         kept.append((stamp_ns, rgb))
 
     def add_pose(self, stamp_ns: int, map_from_base: np.ndarray) -> None:
         self.poses.add(stamp_ns, map_from_base)
 
-    def add_cloud(self, stamp_ns: int, points: np.ndarray, now_ns: int | None = None) -> tuple:
+    def add_cloud(self, stamp_ns: int, points: np.ndarray) -> tuple:
         """A LiDAR sweep (N x 4 x, y, z, intensity in the LiDAR frame) -> (FrameInputs, notes).
 
         notes lists non-fatal degradations for diagnostics (e.g. 'no_odometry': earlier sweeps not used).
         """
-        reset = self._check_stamp(stamp_ns, self._last_cloud_ns, now_ns, "cloud")
+        reset = self._check_stamp(stamp_ns, self._last_cloud_ns, "cloud")
         notes = ["time_reset"] if reset else []
         self._last_cloud_ns = stamp_ns
         tol = int(self.cfg.pose_tolerance_s * 1e9)
@@ -181,10 +178,10 @@ class FrameAssembler:
                             stamp_ns // 1000, self.cameras)
         return frame, sorted(set(notes + camera_notes))
 
-    def add_sweep(self, stamp_ns: int, points: np.ndarray, now_ns: int | None = None) -> None:
+    def add_sweep(self, stamp_ns: int, points: np.ndarray) -> None:
         """A sweep that gets no frame of its own (the node was busy): kept for the next frames' multi-sweep cloud,
         so that a dropped frame does not also thin out the input of the frames after it."""
-        self._check_stamp(stamp_ns, self._last_cloud_ns, now_ns, "cloud")
+        self._check_stamp(stamp_ns, self._last_cloud_ns, "cloud")
         self._last_cloud_ns = stamp_ns
         self._sweeps.append((stamp_ns, points))
 

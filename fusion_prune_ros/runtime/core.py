@@ -1,12 +1,12 @@
-"""`DetectorCore`: everything the onboard node does, without ROS.
+"""`DetectorCore`: everything the onboard node does with decoded sensor data, without ROS.
 
-The rclpy node and the in-process bag replay both feed messages (rclpy or rosbags objects, read by field name)
-into this class and publish what it returns, so the replay measures what the node does. It owns:
-conversion of each message, calibration (from /tf_static or a file, intrinsics from CameraInfo), odometry (/tf),
-sensor health, the LiDAR-driven frame assembly, the policy that picks the variant, the pipeline that runs it, and
-the counters behind the diagnostics. No input ever raises out of it: a bad message is counted under a reason and
-the next good one is processed normally. Nothing garbage gets published: a frame that cannot be built produces
-no detections, and the reason is counted.
+The feeder (`feeder.py`) hands it decoded messages (numpy arrays, transforms as 4x4 matrices) in the order the
+node processes them; the rclpy node, the in-process bag replay and the soak all drive it through that feeder and
+publish what it returns, so a replay predicts what the node does. It owns calibration (from /tf_static or a file,
+intrinsics from CameraInfo), odometry (/tf), sensor health, the LiDAR-driven frame assembly, the policy that picks
+the variant, the pipeline that runs it, and the counters behind the diagnostics. No input ever raises out of it: a
+bad message is counted under a reason and the next good one is processed normally. Nothing garbage gets
+published: a frame that cannot be built produces no detections, and the reason is counted.
 """
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from ..config import DetectorConfig, load_yaml
 from ..data.classes import CAMERAS
 from ..detections import Detections
 from ..model.decode import DecodeConfig
-from ..ros.convert import (InputError, camera_info_to_intrinsics, check_image_matches_info, cloud_to_points,
-                           compressed_to_rgb, image_to_rgb, stamp_to_ns, tf_message_to_matrices)
 from .assembler import AssemblerConfig, Calibration, Dropped, FrameAssembler
 from .backends import create_backend
 from .health import HealthConfig, SensorHealth
@@ -100,14 +98,33 @@ class DetectorCore:
         self.stage_ms: dict = {}
         self._static: dict = {}
 
+    # -- live settings ----------------------------------------------------------------------------------------
+
+    def set_latency_budget(self, ms: float) -> None:
+        self.policy.cfg.latency_budget_ms = float(ms)
+
+    def set_override(self, variant: str) -> None:
+        """Run `variant` whenever its sensors are available ('' = automatic selection)."""
+        self.policy.cfg.override = variant
+
+    def set_score_threshold(self, score: float) -> None:
+        self.pipeline.decode_cfg.score_threshold = float(score)
+
+    def set_hysteresis(self, step_down_after: int, step_up_after: int, headroom: float) -> None:
+        self.policy.cfg.step_down_after, self.policy.cfg.step_up_after = int(step_down_after), int(step_up_after)
+        self.policy.cfg.headroom = float(headroom)
+
+    def set_sensor_timing(self, lidar_max_age_s: float, camera_max_age_s: float, recover_after_s: float) -> None:
+        self.health.set_max_age(self.cfg.lidar, lidar_max_age_s)
+        for cam in self.cfg.cameras:
+            self.health.set_max_age(cam, camera_max_age_s)
+        self.health.set_recover_after(recover_after_s)
+
     # -- calibration and odometry ---------------------------------------------------------------------------
 
-    def on_static_tf(self, msg) -> None:
-        try:
-            self._static.update(tf_message_to_matrices(msg))
-        except InputError as e:
-            self.drops[e.reason] += 1
-            return
+    def on_static_tf(self, transforms: dict) -> None:
+        """{(parent, child): 4x4 parent <- child} from /tf_static."""
+        self._static.update(transforms)
         self._refresh_calibration()
 
     def set_calibration(self, base_from_sensor: dict) -> None:
@@ -126,102 +143,100 @@ class DetectorCore:
             if t is not None:
                 calib.base_from_camera[cam] = t
 
-    def on_tf(self, msg) -> None:
-        try:
-            for (parent, child), t in tf_message_to_matrices(msg).items():
-                if parent == self.cfg.map_frame and child == self.cfg.base_frame:
-                    stamp = next(stamp_to_ns(tr.header.stamp) for tr in msg.transforms
-                                 if tr.child_frame_id == child)
-                    self.assembler.add_pose(stamp, t)
-        except InputError as e:
-            self.drops[e.reason] += 1
+    def on_tf(self, transforms: list) -> None:
+        """[(parent, child, stamp_ns, 4x4 parent <- child)] from /tf: the map <- base_link poses are kept."""
+        for parent, child, stamp, t in transforms:
+            if parent == self.cfg.map_frame and child == self.cfg.base_frame:
+                self.assembler.add_pose(stamp, t)
 
-    def on_camera_info(self, camera: str, msg) -> None:
-        try:
-            k, width, height = camera_info_to_intrinsics(msg)
-        except InputError as e:
-            self.drops[f"{camera}:{e.reason}"] += 1
-            self.assembler.calib.intrinsics.pop(camera, None)
-            return
+    def on_camera_info(self, camera: str, k: np.ndarray, width: int, height: int) -> None:
         self.assembler.calib.intrinsics[camera] = k
         self.image_size[camera] = (width, height)
 
+    def reject(self, kind: str, sensor: str, reason: str) -> None:
+        """A message that cannot be used: counted under its reason (per camera for camera messages). A camera's
+        invalid CameraInfo also withdraws the intrinsics it had: they may no longer describe its images."""
+        if sensor in self.cfg.cameras:
+            self.drops[f"{sensor}:{reason}"] += 1
+            if kind == "camera_info":
+                self.assembler.calib.intrinsics.pop(sensor, None)
+        else:
+            self.drops[reason] += 1
+
     # -- sensor data ----------------------------------------------------------------------------------------
 
-    def on_image(self, camera: str, msg, compressed: bool, now_s: float) -> None:
+    def on_image(self, camera: str, stamp_ns: int, rgb: np.ndarray) -> None:
         try:
-            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
-            if camera in self.image_size:
-                check_image_matches_info(rgb.shape, *self.image_size[camera])
-            self.assembler.add_image(camera, stamp_to_ns(msg.header.stamp), rgb, int(now_s * 1e9))
-        except (InputError, Dropped) as e:
+            size = self.image_size.get(camera)
+            if size is not None and tuple(rgb.shape[:2]) != (size[1], size[0]):
+                raise Dropped("image_size_mismatch", f"image is {rgb.shape[1]} x {rgb.shape[0]}, CameraInfo says "
+                                                     f"{size[0]} x {size[1]}")
+            self.assembler.add_image(camera, stamp_ns, rgb)
+        except Dropped as e:
             self.drops[f"{camera}:{e.reason}"] += 1
-            return
-        self.health.seen(camera, now_s)
 
-    def on_cloud(self, msg, now_s: float, queued_ms: float = 0.0) -> FrameOutput | None:
-        """A LiDAR sweep -> detections (or None, with the reason counted). queued_ms: how long the sweep waited
-        before processing started, so that the latency the policy sees is end to end."""
-        start = time.perf_counter() - queued_ms / 1e3
-        stamp = stamp_to_ns(msg.header.stamp)
+    def on_cloud(self, stamp_ns: int, frame_id: str, points: np.ndarray, dropped_nonfinite: int, at: float,
+                 queued_s: float = 0.0) -> FrameOutput | None:
+        """A LiDAR sweep (N x 4 x, y, z, intensity; `at` its arrival time) -> detections, or None with the reason
+        counted. queued_s: how long the sweep waited before processing started, so that the latency the policy
+        sees is end to end."""
+        start = time.perf_counter() - queued_s
         try:
-            conv = cloud_to_points(msg, max_points=self.cfg.max_points)
             if self.assembler.calib.base_from_lidar is None:
                 raise Dropped("missing_calibration", f"no base_link <- {self.cfg.lidar} transform yet")
-            frame, notes = self.assembler.add_cloud(stamp, conv.points, int(now_s * 1e9))
-        except (InputError, Dropped) as e:
+            frame, notes = self.assembler.add_cloud(stamp_ns, points)
+        except Dropped as e:
             self.drops[e.reason] += 1
             return None
-        self.health.seen(self.cfg.lidar, now_s)
-        self.lidar_frame_id = msg.header.frame_id
-        if not self._lidar_drives(now_s):
+        self.lidar_frame_id = frame_id
+        if not self._lidar_drives(at):
             self.drops["lidar_recovering"] += 1  # the sweep joined the history; camera frames run meanwhile
             return None
-        if conv.dropped_nonfinite:
+        if dropped_nonfinite:
             notes.append("nonfinite_points")
-        return self._run(frame, msg.header.frame_id, stamp, notes, now_s, start)
+        return self._run(frame, frame_id, stamp_ns, notes, at, start)
 
-    def drop_busy_cloud(self, msg, now_s: float) -> None:
-        """A sweep arrived while the previous frame was still running: its frame is counted as dropped (busy), but
-        the sweep still shows the LiDAR is alive (otherwise a slow machine would look like a dead LiDAR) and joins
-        the multi-sweep history of the next frame. A sweep that is also malformed is noted under that reason too."""
+    def drop_busy_cloud(self, stamp_ns: int, points: np.ndarray | None, note: str = "") -> None:
+        """A sweep arrived while the previous one was still waiting: its frame is counted as dropped (busy), but
+        the sweep joins the multi-sweep history of the next frame. One that is also malformed (`points` None) is
+        noted under that reason too."""
         self.drops["busy"] += 1
         try:
-            conv = cloud_to_points(msg, max_points=self.cfg.max_points)
-            self.assembler.add_sweep(stamp_to_ns(msg.header.stamp), conv.points, int(now_s * 1e9))
-        except (InputError, Dropped) as e:
+            if points is None:
+                raise Dropped(note, "busy sweep could not be decoded")
+            self.assembler.add_sweep(stamp_ns, points)
+        except Dropped as e:
             self.notes[f"busy_sweep_{e.reason}"] += 1  # a note: the frame is already counted once, as busy
-            return
-        self.health.seen(self.cfg.lidar, now_s)
 
-    def _lidar_drives(self, now_s: float) -> bool:
+    def _lidar_drives(self, at: float) -> bool:
         """LiDAR sweeps make the frames while the LiDAR is usable. One that is back after a loss but still
         recovering (hysteresis) waits while camera frames run, so that the two kinds of frame do not alternate
         sweep by sweep; with no usable camera it drives at once (a recovering sensor beats none)."""
-        if self.health.usable(self.cfg.lidar, now_s):
+        if self.health.usable(self.cfg.lidar, at):
             return True
-        return self.health.fresh(self.cfg.lidar, now_s) and not any(self.health.camera_mask(now_s))
+        return self.health.fresh(self.cfg.lidar, at) and not any(self.health.camera_mask(at))
 
-    def on_tick(self, now_s: float) -> FrameOutput | None:
+    def on_tick(self, at: float) -> FrameOutput | None:
         """A timer at about the LiDAR rate. While the LiDAR drives frames it does nothing; when the LiDAR is lost,
         frames come from the newest images (a camera-only variant if the profile has one; otherwise the policy's
         'no variant' state, which the diagnostics report as ERROR)."""
-        if self._lidar_drives(now_s):
+        if self._lidar_drives(at):
             return None
         start = time.perf_counter()
-        frame = self.assembler.camera_frame(int(now_s * 1e9))
+        now = self.health.data_time(at)
+        frame = None if now is None else self.assembler.camera_frame(int(now * 1e9))
         if frame is None:
             decision = self.policy.select(lidar=False, camera=False)
             if decision.switched:
-                self.switches.append(SwitchEvent(int(now_s * 1e9), decision.variant, decision.reason))
+                self.switches.append(SwitchEvent(int((now or 0.0) * 1e9), decision.variant, decision.reason))
             return None
         if frame.stamp_us * 1000 == self._last_camera_frame_ns:
             return None  # no new image since the last camera-only frame
         self._last_camera_frame_ns = frame.stamp_us * 1000
-        return self._run(frame, self.lidar_frame_id, frame.stamp_us * 1000, [], now_s, start)
+        return self._run(frame, self.lidar_frame_id, frame.stamp_us * 1000, [], at, start)
 
-    def _run(self, frame, frame_id: str, stamp: int, notes: list, now_s: float, start: float) -> FrameOutput | None:
-        usable = np.array(self.health.camera_mask(now_s))
+    def _run(self, frame, frame_id: str, stamp: int, notes: list, at: float, start: float) -> FrameOutput | None:
+        usable = np.array(self.health.camera_mask(at))
         frame.camera_present &= usable[:len(frame.camera_present)]
         # With LiDAR, the cameras' availability is their health, not this frame's images: a sweep whose images
         # are all late runs the fused variant with the cameras masked rather than flipping variants for a frame.
@@ -246,13 +261,12 @@ class DetectorCore:
 
     # -- diagnostics ----------------------------------------------------------------------------------------
 
-    def diagnostics(self, now_s: float) -> list:
+    def diagnostics(self, at: float) -> list:
         """[(name, level, message, {key: value})], level 0 OK, 1 WARN, 2 ERROR (diagnostic_msgs levels).
 
-        now_s should be the time of the latest processed message, not a later wall-clock reading: a sensor whose
-        messages are still queued must not look stale."""
+        at: the arrival clock's time (the feeder's clock) at which the sensors are judged."""
         lat = np.array(self.latency) if self.latency else np.zeros(1)
-        health = self.health.status(now_s)
+        health = self.health.status(at)
         lidar_ok = health[self.cfg.lidar] in ("ok", "flapping")
         cams_ok = sum(health[c] in ("ok",) for c in self.cfg.cameras)
         active = self.policy.active
@@ -264,7 +278,7 @@ class DetectorCore:
                     "frames": self.frames, "latency_budget_ms": self.policy.cfg.latency_budget_ms,
                     "latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
                     "latency_p95_ms": round(float(np.percentile(lat, 95)), 2),
-                    "switches": len(self.switches), "last_switch_reason": last.reason if last else "",
+                    "data_rate": round(self.health.rate, 3), "switches": len(self.switches), "last_switch_reason": last.reason if last else "",
                     "publish_failures": self.publish_failures,
                     **{f"stage_{k}_ms": round(v, 2) for k, v in self.stage_ms.items()},
                     **{f"latency_{v}_{q}": round(float(np.percentile(x, p)), 2) if q != "frames" else len(x)

@@ -2,11 +2,13 @@
 
 Pure logic (no ROS, no clocks): the caller reports each frame's end-to-end latency and which modalities are
 usable, and asks for the next variant. Rules:
-- Sensors first: with LiDAR and cameras, the fused and LiDAR-only graphs are eligible (a camera-only graph is far
-  less accurate than a LiDAR-only one of similar cost: it is for LiDAR loss, not a latency step); with LiDAR only,
-  the LiDAR-only graphs; with cameras only, the camera-only graphs; with neither, no variant (an ERROR).
-- Latency: after `step_down_after` consecutive over-budget frames, switch to the most accurate eligible variant
-  expected to fit; step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
+- Sensors first: every variant whose inputs are usable is eligible, in this order: the fused graphs, then the
+  LiDAR-only ones, then the camera-only ones (each group in profile order, most accurate first). A camera-only graph
+  is far less accurate than a LiDAR-only one of similar cost, so while the LiDAR works it runs only when it alone
+  fits the budget; when nothing fits, the fastest graph that uses the LiDAR runs. With neither sensor: no variant
+  (an ERROR).
+- Latency: the first eligible variant expected to fit the budget. After `step_down_after` consecutive over-budget
+  frames, switch to the first other eligible variant expected to fit; step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
   to a variant expected to fit under that headroom (hysteresis: no oscillation at the boundary).
 - Expected latency of a variant: the p95 of its own recent frames when it has run, else its profile latency
   scaled by how the running variant compares with its own profile latency (the machine may be slower).
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MODALITIES = ("fused", "lidar", "camera")
+MODALITIES = ("fused", "lidar", "camera")  # also the order of preference among usable variants
 
 
 @dataclass
@@ -96,18 +98,14 @@ class Policy:
 
     @staticmethod
     def _eligible_modalities(lidar: bool, camera: bool) -> tuple:
-        if lidar and camera:
-            return ("fused", "lidar")
-        if lidar:
-            return ("lidar",)
-        if camera:
-            return ("camera",)
-        return ()
+        needs = {"fused": lidar and camera, "lidar": lidar, "camera": camera}
+        return tuple(m for m in MODALITIES if needs[m])
 
     def select(self, lidar: bool, camera: bool) -> Decision:
         """The variant for the next frame given which modalities are usable now."""
         allowed = self._eligible_modalities(lidar, camera)
-        eligible = [c for c in self.candidates if c.modality in allowed]
+        eligible = sorted((c for c in self.candidates if c.modality in allowed),
+                          key=lambda c: allowed.index(c.modality))
         if not eligible:
             missing = "LiDAR and cameras" if not (lidar or camera) else "a variant for the remaining modality"
             return self._switch(None, f"no variant can run: no {missing}")
@@ -152,14 +150,15 @@ class Policy:
         return Decision(self.active, False, note)
 
     def _best(self, eligible: list, budget: float, current: str | None = None) -> str | None:
-        """Most accurate eligible variant expected within budget; else the fastest (never the current one when
-        stepping down, unless nothing else is faster)."""
+        """The first eligible variant expected within budget; else the fastest, of those that use the LiDAR if
+        any does (never the current one when stepping down, unless nothing else is faster)."""
         if not eligible:
             return None
         fits = [c.name for c in eligible if self.expected_ms(c.name) <= budget]
         if fits:
             return fits[0]
-        fastest = min(eligible, key=lambda c: self.expected_ms(c.name)).name
+        with_lidar = [c for c in eligible if c.modality != "camera"]
+        fastest = min(with_lidar or eligible, key=lambda c: self.expected_ms(c.name)).name
         if current is not None and self.expected_ms(fastest) >= self.expected_ms(current):
             return None
         return fastest
