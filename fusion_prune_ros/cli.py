@@ -176,7 +176,7 @@ def _show(args) -> None:
 def _play(args) -> None:
     from .ros.play import play
 
-    counts = play(args.bag, rate=args.rate, clock=not args.no_clock, topics=args.topics,
+    counts = play(args.bag, rate=args.rate, clock=args.clock, topics=args.topics,
                   wait_for_subscribers_s=args.wait_for_subscribers)
     print("published: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
 
@@ -617,13 +617,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_altermoma_b_sweep)
 
-    p = sub.add_parser("play", help="publish a rosbag2 over DDS (with /clock), for machines without ros2 bag",
-                       description="Publish every message of a bag (MCAP or sqlite3) at its recorded pace times "
-                                   "--rate, as raw CDR, with sensor QoS for sensor topics and latched /tf_static.")
+    p = sub.add_parser("play", help="publish a rosbag2 over DDS as ros2 bag play does, for machines without ros2 bag",
+                       description="Publish every message of a bag (a bag directory of any name, or a file in one; "
+                                   "MCAP or sqlite3) at its recorded pace times --rate, as raw CDR with the original "
+                                   "header stamps, with sensor QoS for sensor topics and latched /tf_static. Like "
+                                   "`ros2 bag play`, no /clock unless --clock.")
     p.add_argument("bag")
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--topics", nargs="+", help="only these topics")
-    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument("--clock", action="store_true", help="publish /clock (bag time) for nodes with use_sim_time")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                    help="wait up to S seconds for every topic to have a subscriber before starting")
     p.set_defaults(func=_play)

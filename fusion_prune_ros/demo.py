@@ -110,7 +110,8 @@ def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> dict:
             sensor = topic.strip("/").split("/")[0]
             return scenario.blocked(sensor, t)
 
-        counts = play(out / "scene.bag", rate=cfg.rate, node=client.node, wait_for_subscribers_s=15.0, skip=skip)
+        counts = play(out / "scene", rate=cfg.rate, clock=True, node=client.node, wait_for_subscribers_s=15.0,
+                      skip=skip)
         time.sleep(2.0)
         recorder.close()
     finally:

@@ -1,8 +1,9 @@
-"""`fusion-prune play`: publish a rosbag2 over DDS at its own pace, with /clock, for machines without `ros2 bag`.
+"""`fusion-prune play`: publish a rosbag2 over DDS at its own pace, for machines without `ros2 bag`.
 
-Messages go out as the raw CDR bytes stored in the bag (rclpy publishes serialized messages as is), so nothing is
-re-encoded. QoS as a live vehicle offers it: sensor topics best effort (what drivers publish), /tf reliable,
-/tf_static reliable and transient local (latched), so late subscribers still get the calibration.
+As `ros2 bag play` does: messages go out as the raw CDR bytes stored in the bag (rclpy publishes serialized
+messages as is), so nothing is re-encoded and the header stamps are the original ones; /clock (bag time) only when
+asked. QoS as a live vehicle offers it: sensor topics best effort (what drivers publish), /tf reliable, /tf_static
+reliable and transient local (latched), so late subscribers still get the calibration.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def qos_for(topic: str) -> QoSProfile:
     return qos_profile_sensor_data
 
 
-def play(bag: str | Path, rate: float = 1.0, clock: bool = True, topics: list | None = None,
+def play(bag: str | Path, rate: float = 1.0, clock: bool = False, topics: list | None = None,
          node: Node | None = None, wait_for_subscribers_s: float = 0.0, skip=None) -> dict:
     """Publish the bag; returns counts per topic. Uses `node` if given, else its own (and rclpy.init).
 

@@ -219,8 +219,9 @@ class DetectorCore:
     def on_tick(self, at: float) -> FrameOutput | None:
         """A timer at about the LiDAR rate. While the LiDAR drives frames it does nothing; when the LiDAR is lost,
         frames come from the newest images (a camera-only variant if the profile has one; otherwise the policy's
-        'no variant' state, which the diagnostics report as ERROR)."""
-        if self._lidar_drives(at):
+        'no variant' state, which the diagnostics report as ERROR). At start-up it waits for the LiDAR's first
+        sweep for as long as the LiDAR may be late."""
+        if self._lidar_drives(at) or self.health.awaited(self.cfg.lidar, at):
             return None
         start = time.perf_counter()
         now = self.health.data_time(at)

@@ -67,6 +67,7 @@ class SensorHealth:
         self.cameras = tuple(cameras)
         self._s = {lidar: _Sensor(cfg.lidar_max_age_s), **{c: _Sensor(cfg.camera_max_age_s) for c in cameras}}
         self._data: float | None = None  # the data clock
+        self._first: float | None = None  # the first accepted stamp of any sensor
         self._data_arrival = 0.0  # arrival time of the message that set it
         self._last_arrival: float | None = None
         self._rate_samples: deque = deque()  # (arrival, data clock)
@@ -113,6 +114,8 @@ class SensorHealth:
             s.stamp = stamp if s.stamp is None else max(s.stamp, stamp)
             s.arrival = arrival
             self._last_arrival = arrival
+            if self._first is None:
+                self._first = stamp
             if self._data is None or stamp > self._data:
                 self._data, self._data_arrival = stamp, arrival
                 self._measure_rate(arrival)
@@ -206,6 +209,13 @@ class SensorHealth:
             if not self._judge(s, at):
                 return False
             return s.lost_at is None or s.stamp - s.fresh_since >= self.cfg.recover_after_s
+
+    def awaited(self, name: str, at: float) -> bool:
+        """Never seen, but the other sensors have not been delivering for its max age yet: at start-up, a sensor
+        whose first message is still on its way is not treated as lost."""
+        with self._lock:
+            s = self._s[name]
+            return s.stamp is None and (self._first is None or self.data_time(at) - self._first <= s.max_age)
 
     def flapping(self, name: str, at: float) -> bool:
         with self._lock:
