@@ -65,6 +65,7 @@ def frame_table(profile_path: str, bag: str, frames: int) -> list:
     """Whole frames of a bag through the node's core (no DDS): stage times per variant."""
     from .bag.replay import replay
     from .runtime.core import CoreConfig
+    from .runtime.feeder import FeederConfig
     from .runtime.policy import PolicyConfig
 
     profile = load_profile(profile_path)
@@ -73,7 +74,8 @@ def frame_table(profile_path: str, bag: str, frames: int) -> list:
         core_cfg = CoreConfig(profile=profile_path, backend="onnxruntime", device="cpu",
                               policy=PolicyConfig(latency_budget_ms=1e6, override=v.name))
         out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_{os.getpid()}_{v.name}"
-        core, record = replay(bag, core_cfg, out, no_drop=True, quiet=True)
+        # No sync wait: the frame time here is the processing, not the wait for late images.
+        core, record = replay(bag, core_cfg, out, no_drop=True, quiet=True, feeder_cfg=FeederConfig(sync_wait_s=0.0))
         stages = [f for f in record.frames if f["variant"] == v.name][:frames]
         if not stages:
             continue

@@ -647,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="default: config/profiles/default.yaml")
     p.add_argument("--scenario", help="default: config/scenarios/demo.yaml")
     p.add_argument("--in-process", action="store_true", help="replay in-process (no DDS)")
-    p.add_argument("--scene-seconds", type=float, default=8.0)
+    p.add_argument("--scene-seconds", type=float, default=20.0)
     p.add_argument("--rate", type=float, default=0.5, help="bag playback rate over DDS (the node follows /clock)")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--device", default="cpu")

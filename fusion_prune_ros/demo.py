@@ -4,7 +4,9 @@ Generate a short nuScenes-format scene, convert it to a ROS 2 bag, play it throu
 loopback (or in-process through the same logic with `--in-process`) under a scenario (the budget tightens, the
 cameras black out and come back), record the node's outputs, score them with the official nuScenes metric overall
 and per segment, and print a summary: frames, drops and reasons, switches and reasons, per-variant latency,
-mAP / NDS per segment. Writes the timeline plot and a BEV image of detections.
+mAP / NDS per segment. Over DDS it also replays the same bag and scenario in-process (`fusion-prune replay`, at the
+live pace, with drops) and prints both runs' metrics side by side: the replay predicts what the node does. Writes
+the timeline plot and a BEV image of detections.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class DemoConfig:
     profile: str = ""
     scenario: str = ""
     in_process: bool = False
-    scene_seconds: float = 8.0
+    scene_seconds: float = 20.0
     seed: int = 0
     # Half speed: player, node and recorder share two cores. The node runs on the bag's clock (/clock,
     # use_sim_time), so sensor staleness is judged in bag time whatever the rate; latency is wall time.
@@ -57,32 +59,35 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> dict:
              out / "nuscenes", quiet=quiet)
     nusc = open_nuscenes(out / "nuscenes", "v1.0-mini")
     scene = nusc.scene[0]["name"]
-    convert(nusc, [scene], out / "scene.bag", progress=not quiet)
+    convert(nusc, [scene], out / "scene", progress=not quiet)
     if cfg.in_process:
         results, detections = _in_process(cfg, profile, scenario, out, quiet)
     else:
         results, detections = _over_dds(cfg, profile, scenario, out)
+        replayed, _ = _in_process(cfg, profile, scenario, out, quiet, plot=False)
+        results["replay"] = {k: v for k, v in replayed.items() if k != "frames"}  # replay/replay.json has them
     results["mode"] = "in-process" if cfg.in_process else "DDS (loopback)"
     (out / "demo.json").write_text(json.dumps(results, indent=1))
     _bev_image(nusc, out, detections)
     return results
 
 
-def _in_process(cfg: DemoConfig, profile: str, scenario, out: Path, quiet: bool) -> dict:
+def _in_process(cfg: DemoConfig, profile: str, scenario, out: Path, quiet: bool, plot: bool = True) -> tuple:
     from .bag.replay import replay, score, timeline_plot, write_results
     from .runtime.core import CoreConfig
     from .runtime.policy import PolicyConfig
 
     core_cfg = CoreConfig(profile=profile, backend=cfg.backend, device=cfg.device, score_threshold=SCORE_THRESHOLD,
                           policy=PolicyConfig(latency_budget_ms=scenario.setting("budget_ms", 0.0) or 200.0))
-    core, record = replay(out / "scene.bag", core_cfg, out / "replay", scenario, quiet=quiet)
+    core, record = replay(out / "scene", core_cfg, out / "replay", scenario, quiet=quiet)
     metrics = score(record, scenario, str(out / "nuscenes"), "v1.0-mini", "mini_val", out / "replay")
     results = write_results(core, record, metrics, out / "replay")
-    timeline_plot(record, core, out / "timeline.png", f"in-process replay, scenario {scenario.name}")
+    if plot:
+        timeline_plot(record, core, out / "timeline.png", f"in-process replay, scenario {scenario.name}")
     return results, record.detections
 
 
-def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> dict:
+def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> tuple:
     """The real node as a process; this process plays the bag, drives the scenario and records the outputs."""
     from .bag.replay import score
     from .ros.play import play
@@ -117,7 +122,7 @@ def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> dict:
     finally:
         client.close()
         code = node.stop()
-    record, variants, diag = _read_outputs(out / "scene.bag", out / "output_bag")
+    record, variants, diag = _read_outputs(out / "scene", out / "output_bag")
     metrics = score(record, scenario, str(out / "nuscenes"), "v1.0-mini", "mini_val", out / "dds")
     switches = []
     for key in sorted((k for k in diag if k.startswith("switch_")), key=lambda k: int(k.split("_")[1])):
@@ -125,6 +130,7 @@ def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> dict:
         variant, _, reason = rest.partition(" (")
         switches.append({"t_ns": int(stamp), "variant": variant, "reason": reason.rstrip(")")})
     results = {"lidar_messages": counts.get("/LIDAR_TOP", 0), "frames_out": len(record.detections),
+               "start_ns": record.start_ns,
                "node_exit_code": code, "metrics": metrics,
                "dropped": {k[len("dropped_"):]: int(v) for k, v in diag.items() if k.startswith("dropped_")},
                "switches": switches, "latency_ms": _latency_from_diagnostics(diag), "backend": diag.get("backend", ""),
@@ -209,4 +215,20 @@ def _bev_image(nusc, out: Path, detections: dict) -> None:
 def format_demo(results: dict) -> str:
     from .bag.replay import summary_table
 
-    return summary_table(results, f"demo ({results['mode']})")
+    text = summary_table(results, f"demo ({results['mode']})")
+    replayed = results.get("replay")
+    if replayed is None:
+        return text
+    lines = ["", "the same bag and scenario replayed in-process (fusion-prune replay, live pace):",
+             f"  sweeps {replayed['lidar_messages']}, frames {replayed['frames_out']}, dropped: "
+             + (", ".join(f"{k} {v}" for k, v in sorted(replayed["dropped"].items())) or "none"),
+             "  switches: " + "; ".join(f"{(s['t_ns'] - replayed['start_ns']) * 1e-9:.2f} s -> {s['variant']} "
+                                        f"({s['reason']})" for s in replayed["switches"]),
+             f"{'segment':<14}{'samples':>8}{'DDS mAP':>9}{'DDS NDS':>9}{'replay mAP':>12}{'replay NDS':>12}"
+             f"{'NDS diff':>10}"]
+    for seg, m in results.get("metrics", {}).items():
+        r = replayed["metrics"].get(seg)
+        if r is not None:
+            lines.append(f"{seg:<14}{m['samples']:>8}{m['mAP']:>9.4f}{m['NDS']:>9.4f}{r['mAP']:>12.4f}"
+                         f"{r['NDS']:>12.4f}{m['NDS'] - r['NDS']:>+10.4f}")
+    return text + "\n" + "\n".join(lines)

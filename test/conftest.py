@@ -43,5 +43,5 @@ def shipped(tiny_root, tiny_nusc, tmp_path_factory):
     cfg.train.steps = 10
     train_detector(cfg, tmp / "run", quiet=True)
     ship(tmp / "run" / "model.pt", tmp / "models", "dense", tmp / "profiles" / "dense.yaml", iterations=3)
-    convert(tiny_nusc, ["scene-0103"], tmp / "val.bag", progress=False)  # the mini_val scene
+    convert(tiny_nusc, ["scene-0103"], tmp / "val_bag", progress=False)  # the mini_val scene
     return tmp

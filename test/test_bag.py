@@ -46,9 +46,9 @@ def scene(nusc) -> dict:
 @pytest.fixture(scope="module")
 def mcap_bag(nusc, scene, tmp) -> tuple[dict, dict]:
     """The summary and the decoded messages per topic of one scene written as MCAP."""
-    summary = convert(nusc, [scene["name"]], tmp / "scene.bag", progress=False)
-    files = list((tmp / "scene.bag").glob("*.mcap"))
-    assert len(files) == 1 and (tmp / "scene.bag" / "metadata.yaml").is_file()
+    summary = convert(nusc, [scene["name"]], tmp / "scene", progress=False)
+    files = list((tmp / "scene").glob("*.mcap"))
+    assert len(files) == 1 and (tmp / "scene" / "metadata.yaml").is_file()
     by_topic = defaultdict(list)
     for m in read_ros2_messages(files[0]):
         by_topic[m.channel.topic].append(m)

@@ -29,7 +29,7 @@ def run(shipped, tiny_root):
             cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
                              score_threshold=0.05, policy=PolicyConfig(latency_budget_ms=1e4))
             out = shipped / f"dropout_{name}"
-            core, record = replay(shipped / "val.bag", cfg, out, scenario, no_drop=True, quiet=True, loops=4)
+            core, record = replay(shipped / "val_bag", cfg, out, scenario, no_drop=True, quiet=True, loops=4)
             metrics = score(record, scenario, str(tiny_root), "v1.0-mini", "mini_val", out)
             print(f"\n{name}: switches " + "; ".join(f"{(s.stamp_ns - record.start_ns) * 1e-9:.2f} s -> {s.variant}"
                                                    for s in core.switches) + f"\n  metrics {metrics}")

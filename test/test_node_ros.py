@@ -30,7 +30,7 @@ from fusion_prune_ros.ros.remote import NodeClient, NodeProcess  # noqa: E402
 from fusion_prune_ros.runtime.core import CoreConfig  # noqa: E402
 from fusion_prune_ros.runtime.policy import PolicyConfig  # noqa: E402
 
-_domains = iter(range(30 + os.getpid() % 40, 200))
+_domains = iter(range(30 + os.getpid() % 40, 102))  # DDS domain ids 0-101 keep clear of ephemeral ports
 
 
 class Harness:
@@ -106,7 +106,7 @@ def _activate(h: Harness) -> None:
 def test_lifecycle_detections_match_the_in_process_pipeline(harness, shipped, tmp_path):
     h = harness
     _activate(h)
-    counts = h.play(shipped / "val.bag")
+    counts = h.play(shipped / "val_bag")
     time.sleep(1.0)
     got = {int(m.header.stamp.sec) * 10 ** 9 + m.header.stamp.nanosec: m for _, m in h.detections}
     assert len(got) >= 0.5 * counts["/LIDAR_TOP"], (len(got), {k: v for k, v in h.diag_values().items()
@@ -114,7 +114,7 @@ def test_lifecycle_detections_match_the_in_process_pipeline(harness, shipped, tm
     # The same bag through the same pipeline in-process (no DDS): identical boxes for the same sweeps.
     core_cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
                           score_threshold=0.05, policy=PolicyConfig(latency_budget_ms=200.0))
-    _, record = replay(shipped / "val.bag", core_cfg, tmp_path / "inproc", no_drop=True, quiet=True)
+    _, record = replay(shipped / "val_bag", core_cfg, tmp_path / "inproc", no_drop=True, quiet=True)
     # A frame can differ when one of its images reached the node after the sweep's sync wait (DDS orders nothing
     # across topics, and a loaded 2-core machine delays delivery); a large share must be identical (16 of 33 were
     # once, during a clean-clone CI run here; a pipeline that differs from the in-process one matches none).
@@ -130,7 +130,7 @@ def test_lifecycle_detections_match_the_in_process_pipeline(harness, shipped, tm
     # Deactivated: input is ignored and nothing is published.
     assert h.transition(Transition.TRANSITION_DEACTIVATE) and h.state() == "inactive"
     before = len(h.detections)
-    h.play(shipped / "val.bag", rate=2.0)
+    h.play(shipped / "val_bag", rate=2.0)
     time.sleep(1.0)
     assert len(h.detections) == before
     assert h.close() == 0
@@ -167,10 +167,10 @@ def test_parameters_are_validated_and_a_budget_change_switches(shipped, tmp_path
         bad = h.set_params(profile="/elsewhere.yaml")
         assert not bad[0].successful and "applies at configure" in bad[0].reason
         assert h.get_param("latency_budget_ms") == 200.0 and h.get_param("override_variant") == ""
-        h.play(shipped / "val.bag", rate=1.0)
+        h.play(shipped / "val_bag", rate=1.0)
         first = list(h.variants)
         assert h.set_params(latency_budget_ms=1.0)[0].successful  # nothing fits 1 ms: step down after 3 frames
-        h.play(shipped / "val.bag", rate=1.0)
+        h.play(shipped / "val_bag", rate=1.0)
         time.sleep(1.5)
         assert h.get_param("latency_budget_ms") == 1.0
         assert set(h.variants[len(first):]) - {first[-1]}, "no switch after the budget dropped"
@@ -190,7 +190,7 @@ def test_camera_loss_switches_to_lidar_and_recovers(harness, shipped):
     h = harness
     _activate(h)
     gap = (0.6, 1.2)
-    h.play(shipped / "val.bag", rate=0.5, skip=lambda topic, t: "CAM_" in topic and gap[0] <= t < gap[1])
+    h.play(shipped / "val_bag", rate=0.5, skip=lambda topic, t: "CAM_" in topic and gap[0] <= t < gap[1])
     time.sleep(1.0)
     stamps = [int(m.header.stamp.sec) * 10 ** 9 + m.header.stamp.nanosec for _, m in h.detections]
     assert len(stamps) == len(h.variants)  # one variant message per frame, in the same order
@@ -222,7 +222,7 @@ def test_malformed_input_is_counted_and_the_node_keeps_running(harness, shipped)
         pub_cloud.publish(bad_cloud)
         pub_image.publish(bad_image)
         time.sleep(0.1)
-    h.play(shipped / "val.bag", rate=1.0)
+    h.play(shipped / "val_bag", rate=1.0)
     time.sleep(2.0)
     values = h.diag_values()
     assert int(values.get("dropped_cloud_missing_field", 0)) >= 1, values
@@ -249,7 +249,7 @@ def test_playback_answers_every_sweep_and_a_withheld_lidar_switches_to_the_camer
                                                                                                  clock):
     h = harness
     _activate(h)
-    counts = h.play(shipped / "val.bag", rate=0.5, clock=clock)
+    counts = h.play(shipped / "val_bag", rate=0.5, clock=clock)
     time.sleep(1.5)
     answered = {_stamp(m) for _, m in h.detections}
     assert len(answered) >= 0.9 * counts["/LIDAR_TOP"], (len(answered), counts, h.diag_values())
@@ -257,7 +257,7 @@ def test_playback_answers_every_sweep_and_a_withheld_lidar_switches_to_the_camer
     # The LiDAR withheld for 0.6 s of bag time while the cameras play on.
     before = len(h.variants)
     gap = (0.6, 1.2)
-    h.play(shipped / "val.bag", rate=0.5, clock=clock, skip=lambda topic, t: topic == "/LIDAR_TOP" and
+    h.play(shipped / "val_bag", rate=0.5, clock=clock, skip=lambda topic, t: topic == "/LIDAR_TOP" and
            gap[0] <= t < gap[1])
     time.sleep(1.5)
     variants = h.variants[before:]
@@ -277,7 +277,7 @@ def test_a_node_that_falls_behind_never_loses_a_sensor_that_publishes(harness, s
     the player): sweeps are dropped as busy, counted, but no sensor is ever judged lost."""
     h = harness
     _activate(h)
-    counts = h.play(shipped / "val.bag", rate=rate)
+    counts = h.play(shipped / "val_bag", rate=rate)
     time.sleep(1.5)
     values = h.diag_values()
     assert not _sensor_loss_switches(h), values
@@ -296,7 +296,7 @@ def test_sigint_during_frames_stops_quietly(harness, shipped, tmp_path):
 
     h = harness
     _activate(h)
-    player = threading.Thread(target=h.play, args=(shipped / "val.bag", 1.0), daemon=True)
+    player = threading.Thread(target=h.play, args=(shipped / "val_bag", 1.0), daemon=True)
     player.start()
     deadline = time.time() + 20
     while len(h.detections) < 5 and time.time() < deadline:

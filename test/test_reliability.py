@@ -27,7 +27,7 @@ T = STORE.types
 def stream(shipped):
     """Every message of the validation bag, deserialised with rosbags, in time order."""
     out = []
-    with Reader(shipped / "val.bag") as reader:
+    with Reader(shipped / "val_bag") as reader:
         for conn, t, raw in reader.messages():
             out.append((conn.topic, conn.msgtype, STORE.deserialize_cdr(raw, conn.msgtype), t))
     return out

@@ -16,7 +16,7 @@ from fusion_prune_ros.runtime.policy import PolicyConfig
 
 @pytest.fixture(scope="module")
 def bag(shipped):
-    return shipped / "val.bag"
+    return shipped / "val_bag"
 
 
 def test_no_drop_replay_scores_what_offline_evaluation_scores(shipped, bag, tiny_root, tiny_nusc):

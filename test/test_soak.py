@@ -10,7 +10,7 @@ from fusion_prune_ros.soak import SoakConfig, soak, summary
 @pytest.mark.slow
 def test_soak_ten_thousand_frames(shipped, tmp_path):
     cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu")
-    result = soak(shipped / "val.bag", cfg, tmp_path / "soak", SoakConfig(frames=10_000), quiet=True)
+    result = soak(shipped / "val_bag", cfg, tmp_path / "soak", SoakConfig(frames=10_000), quiet=True)
     print(summary(result))
     assert result["lidar_sweeps"] >= 10_000 and result["accounted"]
     assert result["rss_mb"]["growth"] < 0.05

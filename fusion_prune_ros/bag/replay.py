@@ -261,7 +261,7 @@ def summarise(core: DetectorCore, record: ReplayRecord) -> dict:
     for f in record.frames:
         lat[f["variant"]].append(f["latency_ms"])
     return {
-        "lidar_messages": len(record.lidar_stamps), "frames_out": len(record.frames),
+        "lidar_messages": len(record.lidar_stamps), "frames_out": len(record.frames), "start_ns": record.start_ns,
         "dropped": dict(core.drops), "notes": dict(core.notes), "withheld_messages": dict(record.withheld),
         "switches": [{"t_ns": s.stamp_ns, "variant": s.variant, "reason": s.reason} for s in core.switches],
         "latency_ms": {v: {"frames": len(x), "p50": round(float(np.percentile(x, 50)), 2),
@@ -315,7 +315,9 @@ def summary_table(results: dict, title: str) -> str:
     lines = [title, f"LiDAR sweeps {results['lidar_messages']}, frames with detections {results['frames_out']}, "
                     f"backend {results.get('backend', '')}",
              "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(results["dropped"].items())) or "none"),
-             "switches:"] + [f"  -> {s['variant']}: {s['reason']}" for s in results["switches"]]
+             "switches (seconds from the bag start):"] + [
+        f"  {(s['t_ns'] - results['start_ns']) * 1e-9:7.2f} s -> {s['variant']}: {s['reason']}"
+        for s in results["switches"]]
     lines.append(f"{'variant':<28}{'frames':>8}{'p50 ms':>9}{'p95 ms':>9}")
     for v, lat in results["latency_ms"].items():
         lines.append(f"{v:<28}{lat['frames']:>8}{lat['p50']:>9.1f}{lat['p95']:>9.1f}")
