@@ -1,76 +1,77 @@
 """Replay a bag through the node over DDS and record its outputs.
 
-    ros2 launch fusion_prune_ros replay.launch.py bag:=/path/scene.bag out:=/path/outputs.bag rate:=0.5
+    ros2 launch fusion_prune_ros replay.launch.py bag:=/path/scene out:=/path/outputs rate:=0.5
         profile:=/path/profile.yaml params_file:=/path/params.yaml   (optional: the shipped ones by default)
 
-Starts the node (configured and activated by events, as in fusion_prune.launch.py), a recorder of the node's
-outputs, and `fusion-prune play` (the bag player of this package, for machines without `ros2 bag`; on a ROS 2
-machine `ros2 bag play` works the same). When the player finishes, everything shuts down (the recorder on SIGINT,
-which closes its bag); so does the launch when the node exits. `fusion-prune record` / `play` run with the
-launch's own Python (`python -m fusion_prune_ros.cli`), so they need not be on PATH (under colcon they are not).
+Includes fusion_prune.launch.py for the node, so a replay starts it exactly as a live launch does, and adds a
+recorder of the node's outputs and `fusion-prune play` (the bag player of this package, for machines without
+`ros2 bag`; on a ROS 2 machine `ros2 bag play` works the same). The player starts once the node is active.
+
+By default the node runs on the bag's time (use_sim_time; the player publishes /clock), as it would under
+`ros2 bag play --clock`: what it stamps from its clock (diagnostics, label info) then lines up with the bag's header
+stamps at any rate. A replay is a batch job, so it ends by itself and its exit code says whether it worked: once
+the player has played the bag everything stops (the recorder on SIGINT, which closes its bag) with exit code 0; a
+missing bag, an existing `out`, or a player, recorder or node that fails ends it with exit code 1 and a last line
+naming the failure. `fusion-prune record` / `play` run with the launch's own Python (`python -m
+fusion_prune_ros.cli`), so they need not be on PATH (under colcon they are not).
 """
+import os
 import sys
+from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler,
-                            SetEnvironmentVariable, TimerAction)
-from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown, matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
+from launch.actions import (DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction,
+                            RegisterEventHandler, TimerAction)
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource, load_python_launch_file_as_module
+from launch.substitutions import LaunchConfiguration
 from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
 
-
+LIVE = Path(__file__).with_name("fusion_prune.launch.py")
+live = load_python_launch_file_as_module(str(LIVE))  # its EndsLaunch and fail, for the player and the recorder
 CLI = [sys.executable, "-m", "fusion_prune_ros.cli"]
 
 
-def _shutdown_unless_shutting_down(context):
-    """A second Shutdown event (the node exiting because the launch is already stopping) makes launch_ros raise
-    'Cannot shutdown a ROS adapter that is not running' and the launch exit 1."""
-    return [] if context.is_shutdown else [EmitEvent(event=Shutdown(reason="fusion_prune_node exited"))]
+def _check_paths(context):
+    """Fail at once on the mistakes the player and the recorder would only report after the node has spent its
+    configure (loading, maybe building, every variant): the player starts only once the node is active."""
+    bag, out = (LaunchConfiguration(name).perform(context) for name in ("bag", "out"))
+    if not os.path.exists(bag):
+        live.fail(f"bag not found: {bag}")
+    if os.path.exists(out):
+        live.fail(f"out already exists: {out} (the recorder does not overwrite)")
+
+
+def _player(context):
+    """Built here, not declared, because --clock is a flag: present or absent, never an argument's value."""
+    clock = ["--clock"] if IfCondition(LaunchConfiguration("use_sim_time")).evaluate(context) else []
+    player = ExecuteProcess(name="player", output="screen", cmd=[
+        *CLI, "play", LaunchConfiguration("bag"), "--rate", LaunchConfiguration("rate"), *clock,
+        "--wait-for-subscribers", "10"])
+    # The grace period lets the node finish the last frames and the recorder write them before the shutdown.
+    return [*live.EndsLaunch(player, "player", grace_s=2.0).handlers, player]
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare("fusion_prune_ros")
     arguments = [
-        DeclareLaunchArgument("bag", description="rosbag2 to play (fusion-prune to-bag writes one)"),
-        DeclareLaunchArgument("out", description="bag to record the node's outputs into (must not exist)"),
-        DeclareLaunchArgument("rate", default_value="1.0"),
-        DeclareLaunchArgument("profile", default_value=PathJoinSubstitution([share, "config", "profiles",
-                                                                             "default.yaml"])),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config",
-                                                                                 "fusion_prune.yaml"]),
-                              description="node parameters (topics, thresholds, hysteresis)"),
-        DeclareLaunchArgument("latency_budget_ms", default_value="200.0"),
-        DeclareLaunchArgument("backend", default_value="auto"),
+        DeclareLaunchArgument("bag", description="rosbag2 (a directory) to play; fusion-prune to-bag writes one"),
+        DeclareLaunchArgument("out", description="directory to record the node's outputs into (must not exist)"),
+        DeclareLaunchArgument("rate", default_value="1.0", description="playback rate (1.0: as recorded)"),
+        # Declared before the include so that this default, not the live one, applies and is shown.
+        DeclareLaunchArgument("use_sim_time", default_value="true",
+                              description="run the node on the bag's time (the player publishes /clock); false: "
+                                          "on the system clock, and the player publishes no /clock"),
     ]
-    node = LifecycleNode(
-        package="fusion_prune_ros", executable="fusion_prune_node", name="fusion_prune", namespace="",
-        output="screen",
-        parameters=[LaunchConfiguration("params_file"), {
-            "profile": ParameterValue(LaunchConfiguration("profile"), value_type=str),
-            "backend": ParameterValue(LaunchConfiguration("backend"), value_type=str),
-            "latency_budget_ms": ParameterValue(LaunchConfiguration("latency_budget_ms"), value_type=float)}],
-        on_exit=[OpaqueFunction(function=_shutdown_unless_shutting_down)])
-    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                            transition_id=Transition.TRANSITION_CONFIGURE))
-    recorder = ExecuteProcess(cmd=[*CLI, "record", "--out", LaunchConfiguration("out"),
-                                   "--duration", "86400"], output="screen")
-    player = ExecuteProcess(cmd=[*CLI, "play", LaunchConfiguration("bag"), "--rate",
-                                 LaunchConfiguration("rate"), "--wait-for-subscribers", "10"], output="screen")
+    node = IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LIVE)),
+                                    launch_arguments={"use_sim_time": LaunchConfiguration("use_sim_time")}.items())
+    # A day: the recorder runs until the launch stops it with SIGINT.
+    recorder = ExecuteProcess(name="recorder", output="screen", cmd=[
+        *CLI, "record", "--out", LaunchConfiguration("out"), "--duration", "86400"])
+    # The included launch file has the only lifecycle node. Once: a node deactivated and activated again by hand
+    # must not start a second player. The player waits for the node's subscriptions; the second before it lets the
+    # recorder's subscriptions match the node's outputs, which exist only since configure.
     start_playing = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="active", entities=[TimerAction(period=1.0, actions=[player])]))
-    activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="inactive",
-        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                              transition_id=Transition.TRANSITION_ACTIVATE))]))
-    stop = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
-        TimerAction(period=2.0, actions=[EmitEvent(event=Shutdown(reason="bag finished"))])]))
-    # Fast DDS 2.x (Jazzy) reads FASTRTPS_..., 3.x FASTDDS_...: set both.
-    fastdds = [SetEnvironmentVariable(var, PathJoinSubstitution([share, "config", "fastdds.xml"]))
-               for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")]
-    return LaunchDescription([*arguments, *fastdds, node, recorder, activate, start_playing, stop, configure])
+        goal_state="active", handle_once=True,
+        entities=[TimerAction(period=1.0, actions=[OpaqueFunction(function=_player)])]))
+    return LaunchDescription([*arguments, OpaqueFunction(function=_check_paths), node,
+                              *live.EndsLaunch(recorder, "recorder").handlers, recorder, start_playing])

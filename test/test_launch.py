@@ -10,6 +10,7 @@ ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_LOG_DIR in the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,8 +22,11 @@ import pytest
 import yaml
 
 try:
-    from launch import LaunchService  # noqa: F401  (PyPI's unrelated `launch` has no LaunchService)
-    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    from launch import LaunchContext, LaunchService  # noqa: F401  (PyPI's unrelated `launch` lacks LaunchService)
+    from launch.actions import ExecuteProcess
+    from launch.launch_description_sources import (get_launch_description_from_python_launch_file,
+                                                   load_python_launch_file_as_module)
+    from launch.utilities import perform_substitutions
     import launch_ros.actions  # noqa: F401  (imports rclpy, lifecycle_msgs and composition_interfaces)
 except ImportError as e:
     pytest.skip(f"ROS 2 launch / launch_ros are not importable ({e}); they are not on PyPI: install them from "
@@ -37,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "fusion_prune_ros"
 LAUNCH = REPO / "launch" / "fusion_prune.launch.py"
 REPLAY = REPO / "launch" / "replay.launch.py"
-_domains = iter(range(200 + os.getpid() % 20, 233))  # apart from test_node_ros's domains
+_domains = iter(range(2 + os.getpid() % 20, 30))  # test_node_ros.py uses 30 and up
 
 # `ros2 launch FILE name:=value ...` without ros2cli: the launch arguments go to the included file, none to rcl.
 RUNNER = """
@@ -169,13 +173,33 @@ def _arguments(path: Path) -> dict:
     return {a.name: a for a in get_launch_description_from_python_launch_file(str(path)).get_launch_arguments()}
 
 
+def _default(argument) -> str:
+    return perform_substitutions(LaunchContext(), argument.default_value)
+
+
 def test_launch_files_parse_and_declare_their_arguments(ros_env):
+    live = {"profile", "params_file", "latency_budget_ms", "backend", "use_sim_time", "build_only"}
     args = _arguments(LAUNCH)
-    assert set(args) == {"profile", "params_file", "latency_budget_ms", "backend", "use_sim_time", "build_only"}
+    assert set(args) == live
     assert all(a.default_value is not None for a in args.values())
-    replay = _arguments(REPLAY)
-    assert set(replay) == {"bag", "out", "rate", "profile", "params_file", "latency_budget_ms", "backend"}
+    replay = _arguments(REPLAY)  # with the arguments of the live launch file it includes
+    assert set(replay) == live | {"bag", "out", "rate"}
     assert {name for name, a in replay.items() if a.default_value is None} == {"bag", "out"}  # required
+    # The replay runs the node on the player's /clock unless told otherwise.
+    assert _default(replay["use_sim_time"]) == "true" and _default(args["use_sim_time"]) == "false"
+    # What `ros2 launch --show-args` prints for each; launch's placeholder is "no description given".
+    undescribed = [name for name, a in {**args, **replay}.items() if a.description in ("", "no description given")]
+    assert not undescribed
+
+
+def test_the_player_publishes_clock_only_for_a_node_on_sim_time(ros_env):
+    replay = load_python_launch_file_as_module(str(REPLAY))
+    for use_sim_time, clock in (("true", True), ("false", False)):
+        context = LaunchContext()
+        context.launch_configurations.update(bag="scene", rate="1.0", use_sim_time=use_sim_time)
+        player = next(a for a in replay._player(context) if isinstance(a, ExecuteProcess))
+        cmd = [perform_substitutions(context, part) for part in player.cmd]
+        assert ("--clock" in cmd) == clock, cmd
 
 
 def test_node_is_configured_activated_and_stopped_cleanly(shipped, start, ros_env):
@@ -202,6 +226,48 @@ def test_build_only_configures_and_the_launch_exits_with_the_node(shipped, start
     assert "build_only: every variant is built and cached" in out and "process has died" not in out, out[-3000:]
 
 
+def test_a_failed_configure_fails_the_launch(start, ros_env, tmp_path):
+    missing = tmp_path / "no_such_profile.yaml"
+    launch = start(LAUNCH, profile=missing, backend="onnxruntime")
+    assert launch.wait(timeout=60) == 1, launch.output()[-3000:]
+    launch.assert_all_exited()
+    out = launch.output()
+    assert "fusion_prune failed to configure" in out and str(missing) in out, out[-3000:]
+
+
+def test_a_missing_bag_fails_the_replay_before_the_node_starts(start, ros_env, tmp_path):
+    missing = tmp_path / "no_such_bag"
+    launch = start(REPLAY, bag=missing, out=tmp_path / "outputs")
+    assert launch.wait(timeout=30) == 1, launch.output()[-3000:]
+    launch.assert_all_exited()
+    out = launch.output()
+    assert f"bag not found: {missing}" in out and "fusion_prune_node" not in out, out[-3000:]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_an_existing_out_fails_the_replay_before_the_node_starts(shipped, start, ros_env, tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    launch = start(REPLAY, bag=shipped / "val_bag", out=out)
+    assert launch.wait(timeout=30) == 1, launch.output()[-3000:]
+    launch.assert_all_exited()
+    log = launch.output()
+    assert f"out already exists: {out}" in log and "fusion_prune_node" not in log, log[-3000:]
+
+
+def test_a_failing_recorder_fails_the_replay(shipped, start, ros_env, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = blocker / "outputs"  # the recorder cannot create it
+    launch = start(REPLAY, bag=shipped / "val_bag", out=out, profile=shipped / "profiles" / "dense.yaml",
+                   backend="onnxruntime")
+    assert launch.wait(timeout=60) == 1, launch.output()[-3000:]
+    launch.assert_all_exited()
+    log = launch.output()
+    # The last line the recorder wrote, here its traceback's, names the cause.
+    assert re.search(rf"recorder exited with code [1-9]\d*: .*{re.escape(str(out))}", log), log[-3000:]
+
+
 def test_replay_records_the_node_outputs(shipped, start, ros_env, tmp_path):
     mcap_reader = pytest.importorskip("mcap.reader", reason="mcap is a test extra: pip install -e .[test]")
     decoder = pytest.importorskip("mcap_ros2.decoder", reason="mcap-ros2-support is a test extra")
@@ -211,15 +277,23 @@ def test_replay_records_the_node_outputs(shipped, start, ros_env, tmp_path):
     values["fusion_prune"]["ros__parameters"].update(score_threshold=0.05, lidar_max_age_s=0.4, camera_stale_s=0.6)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(values))
-    out = tmp_path / "new" / "outputs.bag"
-    launch = start(REPLAY, bag=shipped / "val.bag", out=out, profile=shipped / "profiles" / "dense.yaml",
+    out = tmp_path / "new" / "outputs"
+    launch = start(REPLAY, bag=shipped / "val_bag", out=out, profile=shipped / "profiles" / "dense.yaml",
                    backend="onnxruntime", params_file=params, rate=0.5)
+    client = NodeClient(ros_env, "test_launch")
+    try:
+        _wait_for_state(client, launch, "active", timeout=120)
+        assert client.get_param("use_sim_time") is True  # the replay's default: the node follows the player's /clock
+    finally:
+        client.close()
     assert launch.wait(timeout=180) == 0, launch.output()[-3000:]  # it stops by itself when the bag is played
     launch.assert_all_exited()
+    log = launch.output()
+    assert "[player-" in log and "[recorder-" in log and "[python3-" not in log, log[-3000:]
     messages = boxes = 0
     with open(next(out.glob("*.mcap")), "rb") as f:
         reader = mcap_reader.make_reader(f, decoder_factories=[decoder.DecoderFactory()])
         for _, _, _, msg in reader.iter_decoded_messages(topics=["/fusion_prune/detections"]):
             messages += 1
             boxes += len(msg.detections)
-    assert messages >= 1 and boxes >= 1, (messages, boxes, launch.output()[-3000:])
+    assert messages >= 1 and boxes >= 1, (messages, boxes, log[-3000:])
