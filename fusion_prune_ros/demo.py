@@ -130,7 +130,7 @@ def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> tuple:
         variant, _, reason = rest.partition(" (")
         switches.append({"t_ns": int(stamp), "variant": variant, "reason": reason.rstrip(")")})
     results = {"lidar_messages": counts.get("/LIDAR_TOP", 0), "frames_out": len(record.detections),
-               "start_ns": record.start_ns,
+               "start_ns": record.start_ns, "end_ns": max(record.lidar_stamps, default=record.start_ns),
                "node_exit_code": code, "metrics": metrics,
                "dropped": {k[len("dropped_"):]: int(v) for k, v in diag.items() if k.startswith("dropped_")},
                "switches": switches, "latency_ms": _latency_from_diagnostics(diag), "backend": diag.get("backend", ""),

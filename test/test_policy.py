@@ -121,3 +121,17 @@ def test_unseen_variant_latency_scales_with_the_machine():
     for _ in range(5):
         policy.record_latency("dense-fused", 240.0)  # this machine is 2x slower than the profile says
     assert policy.expected_ms("p50-fused") == pytest.approx(140.0)
+
+
+def test_one_slow_frame_does_not_send_the_node_back_to_a_slower_variant():
+    """The budget drops below every graph: the node runs the fastest graph that uses the LiDAR. A single slow frame
+    of it (over a 20-frame window the p95 is that frame) must not make the fused graph, slower on median, look
+    faster."""
+    cfg = PolicyConfig(latency_budget_ms=400, step_down_after=3, window=20)
+    policy = Policy([Candidate("fused", "fused", 40.0), Candidate("lidar", "lidar", 30.0)], cfg)
+    lidar = iter([60.0] * 10 + [110.0] + [60.0] * 40)
+    latency = {"fused": lambda: 80.0, "lidar": lambda: next(lidar)}
+    decisions = _run(policy, lambda n: latency[n](), 5)
+    cfg.latency_budget_ms = 10
+    decisions += _run(policy, lambda n: latency[n](), 40)
+    assert [d.variant for d in decisions] == ["fused"] * 8 + ["lidar"] * 37

@@ -262,6 +262,7 @@ def summarise(core: DetectorCore, record: ReplayRecord) -> dict:
         lat[f["variant"]].append(f["latency_ms"])
     return {
         "lidar_messages": len(record.lidar_stamps), "frames_out": len(record.frames), "start_ns": record.start_ns,
+        "end_ns": max(record.lidar_stamps, default=record.start_ns),
         "dropped": dict(core.drops), "notes": dict(core.notes), "withheld_messages": dict(record.withheld),
         "switches": [{"t_ns": s.stamp_ns, "variant": s.variant, "reason": s.reason} for s in core.switches],
         "latency_ms": {v: {"frames": len(x), "p50": round(float(np.percentile(x, 50)), 2),
@@ -317,6 +318,7 @@ def summary_table(results: dict, title: str) -> str:
              "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(results["dropped"].items())) or "none"),
              "switches (seconds from the bag start):"] + [
         f"  {(s['t_ns'] - results['start_ns']) * 1e-9:7.2f} s -> {s['variant']}: {s['reason']}"
+        + (" [after the last sweep: the bag ended]" if s["t_ns"] > results["end_ns"] else "")
         for s in results["switches"]]
     lines.append(f"{'variant':<28}{'frames':>8}{'p50 ms':>9}{'p95 ms':>9}")
     for v, lat in results["latency_ms"].items():

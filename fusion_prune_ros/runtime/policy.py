@@ -11,7 +11,9 @@ usable, and asks for the next variant. Rules:
   frames, switch to the first other eligible variant expected to fit; step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
   to a variant expected to fit under that headroom (hysteresis: no oscillation at the boundary).
 - Expected latency of a variant: the p95 of its own recent frames when it has run, else its profile latency
-  scaled by how the running variant compares with its own profile latency (the machine may be slower).
+  scaled by how the running variant compares with its own profile latency (the machine may be slower). Which
+  variant is fastest, when none fits, is judged on medians: one slow frame must not send the node back to a
+  slower variant.
 - A manual override wins while its modalities are available.
 Every switch carries its reason.
 """
@@ -78,19 +80,26 @@ class Policy:
             self._over, self._under = 0, 0
 
     def p95(self, name: str) -> float | None:
-        lat = self._lat[name]
-        return float(np.percentile(lat, 95)) if lat else None
+        return self._percentile(name, 95)
 
-    def expected_ms(self, name: str) -> float:
-        own = self.p95(name)
+    def _percentile(self, name: str, q: float) -> float | None:
+        lat = self._lat[name]
+        return float(np.percentile(lat, q)) if lat else None
+
+    def expected_ms(self, name: str, q: float = 95) -> float:
+        """The q-th percentile of the variant's own recent frames, else its profile latency scaled by how the
+        running variant compares with its own profile latency. q = 95 says whether a variant fits the budget;
+        q = 50 ranks variants by speed, where one slow frame in a short window must not reorder them."""
+        own = self._percentile(name, q)
         if own is not None:
             return own
         cand = self._by_name(name)
         scale = 1.0
-        if self.active is not None and self.p95(self.active) is not None:
+        active_own = self._percentile(self.active, q) if self.active is not None else None
+        if active_own is not None:
             active = self._by_name(self.active)
             if active.profile_latency_ms > 0:
-                scale = self.p95(self.active) / active.profile_latency_ms
+                scale = active_own / active.profile_latency_ms
         return cand.profile_latency_ms * scale
 
     def _by_name(self, name: str) -> Candidate:
@@ -158,8 +167,8 @@ class Policy:
         if fits:
             return fits[0]
         with_lidar = [c for c in eligible if c.modality != "camera"]
-        fastest = min(with_lidar or eligible, key=lambda c: self.expected_ms(c.name)).name
-        if current is not None and self.expected_ms(fastest) >= self.expected_ms(current):
+        fastest = min(with_lidar or eligible, key=lambda c: self.expected_ms(c.name, 50)).name
+        if current is not None and self.expected_ms(fastest, 50) >= self.expected_ms(current, 50):
             return None
         return fastest
 
