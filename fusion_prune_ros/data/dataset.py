@@ -24,7 +24,7 @@ from ..model.detector import LIDAR_FEATURES
 from ..model.preprocess import camera_grid, camera_images, lidar_bev, normalise_images
 from ..model.targets import build_targets, flip_boxes
 from .frame import load_frame
-from .nusc import open_nuscenes, split_sample_tokens
+from .nusc import open_nuscenes, require_dataset, split_sample_tokens
 
 CACHE_FORMAT = 1
 
@@ -33,6 +33,10 @@ def cache_key(cfg: DetectorConfig, split: str) -> str:
     """Digest of everything the cached tensors depend on: the data set, the split, the grid and image settings."""
     root = Path(cfg.data.dataroot)
     synth = root / "synth.json"
+    if not synth.is_file():
+        require_dataset(root, cfg.data.version)
+        if not (root / cfg.data.version / "sample.json").is_file():
+            raise UserError(f"missing table {cfg.data.version}/sample.json under {root}")
     stamp = synth.read_text() if synth.is_file() else str((root / cfg.data.version / "sample.json").stat().st_mtime)
     blob = json.dumps([CACHE_FORMAT, str(root.resolve()), cfg.data.version, split, to_dict(cfg.grid),
                        to_dict(cfg.camera), stamp], sort_keys=True)

@@ -23,6 +23,29 @@ SPLITS_OF_VERSION = {
 }
 
 
+# How to make each version's data set where none is: the generated sets the shipped models were trained on.
+GENERATE = {
+    "v1.0-trainval": ("fusion-prune synth --out {root} --version v1.0-trainval --train-scenes 150 --val-scenes 25 "
+                      "--no-camera-sweeps", "about 26 minutes on 2 cores"),
+    "v1.0-mini": ("fusion-prune synth --out {root} --version v1.0-mini", "about 4 minutes on 2 cores"),
+}
+
+
+def require_dataset(dataroot: str | Path, version: str) -> None:
+    """Raise a one-line UserError naming the command that generates the data set when `dataroot` holds no
+    `version` folder: a fresh clone has none, and every command that reads data starts here or in `open_nuscenes`."""
+    root = Path(dataroot)
+    if (root / version).is_dir():
+        return
+    where = f"no {version} data set at {root}" + ("" if root.is_dir() else " (no such folder)")
+    if version in GENERATE:
+        command, cost = GENERATE[version]
+        how = f"generate it first with `{command.format(root=root)}` ({cost})"
+    else:
+        how = "download it from nuscenes.org"
+    raise UserError(f"{where}: {how}, or give --dataroot (and --version) of a nuScenes copy")
+
+
 def check_split(version: str, split: str) -> None:
     if version not in SPLITS_OF_VERSION:
         raise UserError(f"unknown nuScenes version {version!r}: expected one of {', '.join(SPLITS_OF_VERSION)}")
@@ -36,11 +59,8 @@ def open_nuscenes(dataroot: str | Path, version: str, verbose: bool = False) -> 
     root = Path(dataroot)
     if version not in SPLITS_OF_VERSION:
         raise UserError(f"unknown nuScenes version {version!r}: expected one of {', '.join(SPLITS_OF_VERSION)}")
-    if not root.is_dir():
-        raise UserError(f"data root not found: {root}")
+    require_dataset(root, version)
     table_root = root / version
-    if not table_root.is_dir():
-        raise UserError(f"version {version} not found under {root} (no folder {table_root.name}/)")
     for name in TABLE_NAMES:
         path = table_root / f"{name}.json"
         if not path.is_file():
