@@ -1,4 +1,4 @@
-"""Allocators: a global target -> a keep ratio (or pruned fraction) per unit (methods.md, sections 1 and 4).
+"""Allocators: a global target -> a keep ratio (or pruned fraction) per unit (docs/pruning.md, "The framework").
 
 - `global_threshold`: one threshold over all units' scores; a unit keeps what scores above it.
 - `uniform`: every unit keeps the same fraction.
@@ -19,6 +19,8 @@ from typing import Iterable
 
 import numpy as np
 import torch
+
+from ..errors import UserError
 
 # ---- score-based allocators ---------------------------------------------------------------------------------------
 
@@ -132,3 +134,9 @@ def lagrangian_allocate(curves: dict, ratios: np.ndarray, costs: dict, budget: f
 
 
 ALLOCATORS = {"dp": dp_allocate, "lagrangian": lagrangian_allocate}
+
+
+def check_allocator(name: str) -> None:
+    """Raise a UserError listing the known allocators when `name` (a method option in a prune YAML) is not one."""
+    if name not in ALLOCATORS:
+        raise UserError(f"unknown allocator {name!r}: expected one of {', '.join(sorted(ALLOCATORS))}")

@@ -1,6 +1,7 @@
 """Importance scorers, one file per method, behind one interface (`base.Scorer`).
 
-`SCORERS` maps a method name to its scorer; `get_scorer(name)` resolves it with a clear error.
+`SCORERS` maps a method name to its scorer; `get_scorer(name)` resolves it, and an unknown name is a UserError
+listing the known ones (`check_method`).
 """
 from __future__ import annotations
 
@@ -20,10 +21,20 @@ def register(name: str, cls) -> None:
     SCORERS[name] = cls
 
 
-def get_scorer(name: str, **options) -> Scorer:
+def known_methods() -> list:
+    """Every registered method name, sorted."""
     _load_methods()
-    if name not in SCORERS:
-        raise UserError(f"unknown pruning method {name!r}: expected one of {', '.join(sorted(SCORERS))}")
+    return sorted(SCORERS)
+
+
+def check_method(name: str) -> None:
+    """Raise a UserError listing the known methods when `name` is not one of them."""
+    if name not in known_methods():
+        raise UserError(f"unknown pruning method {name!r}: expected one of {', '.join(known_methods())}")
+
+
+def get_scorer(name: str, **options) -> Scorer:
+    check_method(name)
     return SCORERS[name](**options)
 
 
@@ -39,4 +50,4 @@ def _load_methods() -> None:
                 raise
 
 
-__all__ = ["SCORERS", "Scorer", "Scores", "get_scorer", "register"]
+__all__ = ["SCORERS", "Scorer", "Scores", "check_method", "get_scorer", "known_methods", "register"]

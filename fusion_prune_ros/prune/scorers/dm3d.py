@@ -1,4 +1,5 @@
-"""DM3D-style post-training pruning (methods.md, section 5): keep the *detection* output, not the loss.
+"""DM3D-style post-training pruning (Xu et al., 2024; docs/pruning.md, "DM3D-style"): keep the *detection* output,
+not the loss.
 
 Distortion lives on the head outputs: locality (all ten regression maps) plus confidence (sigmoid heatmaps), equal
 weights: s(x) = ||y_loc||^2 + ||y_conf||^2 per frame. For every unit, g_u = ds/dW_u averaged over the calibration
@@ -11,7 +12,7 @@ are read off cumulative sums over the ranked weights (the signed sum of g_i w_i,
 The units' pruned fractions come from the knapsack of `allocate` under a FLOPs budget, the budget itself bisected
 until the prunable-parameter sparsity is the requested one.
 
-Departures from methods.md / the paper (reconstructed where the paper is silent):
+Departures from the paper (reconstructed where the paper is silent):
 - kappa: the paper's value is not public. Ours is `kappa_scale` times the mean of g_i^2 over all prunable weights
   (the mean diagonal of g g^T), so the damping term is on the scale of the rank-one term for uncorrelated signs.
 - The rank-one term (sum g_i w_i)^2 can *fall* as phi grows (signs cancel): an artefact of a rank-one Hessian, not
@@ -32,7 +33,7 @@ Departures from methods.md / the paper (reconstructed where the paper is silent)
 - Per-unit FLOPs are the MACs of one frame (`example_inputs`, six cameras). In the DP a unit costing under half a
   bin (budget / 1000) quantises to the same cost at every ratio: it keeps its least-distortion option unless its
   curve is flat (ties go to the cheaper option). The Lagrangian (`allocator="lagrangian"`) has no bins.
-- `cost="latency"` (not in the paper, which budgets FLOPs; methods.md allows a measured table): the knapsack
+- `cost="latency"` (not in the paper, which budgets FLOPs; docs/pruning.md, "A measured latency table instead of FLOPs"): the knapsack
   spends measured milliseconds per (unit, ratio) from `latency_table`, and the target ("sparsity") is the fraction
   of the units' measured time to remove (`allocate_for_time`); the realised parameter sparsity is whatever that
   costs. The sweep keeps FLOPs and parameter targets, the paper's budget and the tables' axis.
@@ -54,7 +55,7 @@ from torch import nn
 
 from ...errors import UserError
 from ...model.flops import example_inputs
-from ..allocate import ALLOCATORS
+from ..allocate import ALLOCATORS, check_allocator
 from ..calibration import PruneContext, outputs
 from ..latency_table import latency_table
 from ..units import Unit, observe_units, prunable_units
@@ -270,8 +271,7 @@ class DM3DScorer(Scorer):
     def __init__(self, steps: int = 100, kappa_scale: float = 1.0, allocator: str = "dp",
                  lambdas: tuple = (1.0, 1.0), scale: str = "forward", scale_ratio: float = 0.5,
                  scale_batches: int = 2, cost: str = "flops", latency_round_to: int = 8):
-        if allocator not in ALLOCATORS:
-            raise ValueError(f"allocator must be one of {sorted(ALLOCATORS)}, not {allocator!r}")
+        check_allocator(allocator)
         if scale not in ("forward", "hessian"):
             raise ValueError(f"scale must be 'forward' or 'hessian', not {scale!r}")
         if cost not in ("flops", "latency"):

@@ -1,4 +1,5 @@
-"""MMPrune4U-style layer-adaptive pruning that protects each modality's information (methods.md, section 6).
+"""MMPrune4U-style layer-adaptive pruning that protects each modality's information (Das et al.,
+BMVC 2024; docs/pruning.md, "MMPrune4U-style").
 
 Known from the abstract only; reconstructed. Per unit u and pruned fraction phi on a coarse grid, with u's
 lowest-magnitude weights zeroed:
@@ -18,10 +19,10 @@ Cost: units x grid x batches forward passes, each with a backward through fuser,
 bound it, the curves use only the first `curve_batches` (default 2) calibration batches and a coarse grid
 (`GRID`, 7 points).
 
-Choices where the abstract is silent (the lead's "paper vs ours" notes):
+Choices where the abstract is silent (docs/pruning.md lists them beside the paper's):
 - `channel_curves=True` (channel granularity only): a unit at phi loses its lowest-L1 output channels, the fraction
   the framework would remove (`channel_zeroing`), instead of its lowest-magnitude weights. The weight-zeroing curves
-  are what methods.md section 4 specifies, but a channel-pruned variant never loses scattered weights: the curves then
+  are what the paper's allocation prices, but a channel-pruned variant never loses scattered weights: the curves then
   price a different network from the one deployed (measured in docs/pruning.md).
 - D is normalised by D_ref, the mean over units of D_u at the largest grid ratio, so gamma is dimensionless:
   gamma = 1 weighs a 100 % change of one modality's FFI like the average unit's worst-case output distortion.
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..allocate import ALLOCATORS
+from ..allocate import ALLOCATORS, check_allocator
 from ..calibration import PruneContext, outputs
 from ..channel_zeroing import channels_zeroed
 from ..units import prunable_units
@@ -126,8 +127,7 @@ class MMPrune4UScorer(Scorer):
 
     def __init__(self, gamma: float = 1.0, noise: float = 0.1, curve_batches: int = 2, grid: tuple = GRID,
                  allocator: str = "dp", regularise: bool = False, channel_curves: bool = False):
-        if allocator not in ALLOCATORS:
-            raise ValueError(f"allocator must be one of {sorted(ALLOCATORS)}, not {allocator!r}")
+        check_allocator(allocator)
         self.gamma, self.noise, self.curve_batches = gamma, noise, curve_batches
         self.grid, self.allocator, self.regularise = np.asarray(grid, dtype=float), allocator, regularise
         self.channel_curves = channel_curves
