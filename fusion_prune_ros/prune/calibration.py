@@ -1,4 +1,5 @@
-"""What every scorer gets: the same calibration frames, the task loss, and modality masking (methods.md, 1).
+"""What every scorer gets: the same calibration frames, the task loss, and modality masking
+(docs/pruning.md, "The framework").
 
 Masking a modality is the network's own 'sensor missing' state: its presence flag is set to 0, which zeroes that
 branch's BEV features at the fuser input. This is the clean reading of "the masked backbone produces no features";

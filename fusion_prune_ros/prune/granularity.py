@@ -1,4 +1,4 @@
-"""Scores -> a pruned model at one of three granularities (methods.md, section 1).
+"""Scores -> a pruned model at one of three granularities (docs/pruning.md, "The framework").
 
 - unstructured: the lowest-scoring weights are zeroed (one global threshold, or top-k per unit when a
   layer-adaptive allocator chose each unit's keep ratio); masks stay fixed during fine-tuning.

@@ -1,5 +1,5 @@
 """Prunable units: the conv weights of the camera branch, the LiDAR branch, the fuser and the BEV backbone / head,
-each tagged with its modality (methods.md, section 1).
+each tagged with its modality (docs/pruning.md, "The framework").
 
 The first conv of each branch (it reads the raw input) and the final 1x1 head convs (they define the outputs) stay
 dense. Biases and BatchNorm are not scored; under channel pruning BatchNorm is sliced with its conv.

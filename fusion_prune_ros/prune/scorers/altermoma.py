@@ -1,5 +1,5 @@
-"""AlterMOMA (Sun, Lu, Liu et al., NeurIPS 2024, arXiv 2409.17728; methods.md section 3): alternative modality
-masking.
+"""AlterMOMA (Sun, Lu, Liu et al., NeurIPS 2024, arXiv 2409.17728; docs/pruning.md, "AlterMOMA"): alternative
+modality masking.
 
 Backbones pre-trained per modality learn overlapping features; the fuser uses one copy and leaves the other
 fusion-redundant. Masking one modality and briefly training makes the fuser reactivate the redundant copy in the
@@ -15,7 +15,7 @@ with alpha = beta = 1 and every sum an L1 norm over one module (camera, LiDAR, f
 are the scores: they are already normalised per module, and one global threshold over them is what the paper
 does. They can be negative (a parameter whose reactivation change exceeds its contribution); higher = keep.
 
-Choices and departures from methods.md (for the paper-vs-ours table):
+Choices and departures from the paper (docs/pruning.md lists them beside the paper's):
 - gB, the gradient at theta_B, is the mean over the calibration batches, not the gradient "on the last batch"
   of the reactivation training. g0 is a calibration mean too, so ReRI then measures only the change of the
   weights, not the sampling noise of one training batch (which would land in ReRI and penalise parameters at
@@ -107,7 +107,7 @@ def alter_eva(deci: dict, reri_lidar_masked: dict, reri_camera_masked: dict, mod
               beta: float, scope: str = "module") -> dict:
     """AlterEva per weight. `modules`: unit name -> 'camera' | 'lidar' | 'fusion'. The camera branch is judged by
     what changes when LiDAR is masked, the LiDAR branch by the camera-masked stage, the fusion units by both.
-    `scope`: each term L1-normalised within its module (methods.md) or over the whole network ("network"), where
+    `scope`: each term L1-normalised within its module (the paper's choice) or over the whole network ("network"), where
     a weight's score no longer scales with 1 / its module's size."""
     if scope not in ("module", "network"):
         raise ValueError(f"scope must be 'module' or 'network', not {scope!r}")

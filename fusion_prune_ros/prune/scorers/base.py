@@ -1,4 +1,4 @@
-"""The scorer interface (methods.md, section 1) and gradient helpers shared by the scorers."""
+"""The scorer interface (docs/pruning.md, "The framework") and gradient helpers shared by the scorers."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -1,4 +1,4 @@
-"""Single-modal baselines (methods.md, section 2): magnitude, first-order Taylor, SNIP, random."""
+"""Single-modal baselines (docs/pruning.md, "Baselines"): magnitude, first-order Taylor, SNIP, random."""
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,5 @@
 """CrossPrune-style (Lu, Jiang, Liu et al., Knowledge-Based Systems 289, 2024): reconstructed from the abstract and
-the group's earlier ADMM pruning line (methods.md section 7), hence "-style".
+the group's earlier ADMM pruning line (docs/pruning.md, "CrossPrune-style"), hence "-style".
 
 Both branches extract some of the same information, so pruning treats them cooperatively and restricts the
 feature distortion it causes. We solve
@@ -23,9 +23,9 @@ The projection at each granularity:
 - nm24: 2 of every 4 input-channel weights by |W + U| (`granularity.nm24_masks`), in every unit.
 
 Departures and choices (for the paper-vs-ours table; the abstract is silent on all of them):
-- Joint projection over camera, LiDAR *and* fusion units (methods.md: camera and LiDAR) for unstructured only;
+- Joint projection over camera, LiDAR *and* fusion units (the abstract: camera and LiDAR) for unstructured only;
   channel and 2:4 projections are per unit.
-- W-step: 30 Adam steps per round (methods.md: "a few epochs"), 6 rounds, so the cost stays bounded; lr 1e-3
+- W-step: 30 Adam steps per round (rather than a few epochs), 6 rounds, so the cost stays bounded; lr 1e-3
   without weight decay (the usual ADMM-pruning setting: the weights must reach Z within those steps); batch size 4
   from the training set with a generator seeded by ctx.seed; gradient norm clipped at 10 as in train.fit.
 - When rho grows, the scaled dual U = y / rho is rescaled by rho_old / rho_new (Boyd et al. 2011, section 3.4.1).
