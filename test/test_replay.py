@@ -65,6 +65,20 @@ def test_live_pace_drops_busy_frames_with_a_reason(shipped, bag):
     assert accounted == len(record.lidar_stamps)  # every sweep is processed or dropped with a reason
 
 
+def test_the_player_rate_sets_how_much_a_frame_keeps_the_node_busy(shipped, bag):
+    """At 1/20 of the recorded pace a sweep comes every second of the node's time: none is dropped. At 20x, one
+    every 2.5 ms: most are, each with the reason. Frame times stay in bag seconds either way."""
+    core_cfg = CoreConfig(profile=str(shipped / "profiles" / "dense.yaml"), backend="onnxruntime", device="cpu",
+                          policy=PolicyConfig(latency_budget_ms=1e4))
+    slow_core, slow = replay(bag, core_cfg, shipped / "out_slow", quiet=True, rate=0.05)
+    fast_core, fast = replay(bag, core_cfg, shipped / "out_fast", quiet=True, rate=20.0)
+    assert slow_core.drops["busy"] == 0 and len(slow.frames) == len(slow.lidar_stamps)
+    assert fast_core.drops["busy"] > len(fast.lidar_stamps) / 2
+    assert len(fast.frames) + fast_core.drops["busy"] == len(fast.lidar_stamps)
+    bag_seconds = (slow.lidar_stamps[-1] - slow.start_ns) * 1e-9
+    assert max(f["t"] for f in slow.frames) <= bag_seconds + 0.1
+
+
 def test_scenario_yaml_validation(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: x\nevents:\n  - {at: 1.0, drop: [CAM_NOSE]}\n")

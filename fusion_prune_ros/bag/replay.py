@@ -56,11 +56,12 @@ class ReplayRecord:
 def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario: Scenario = Scenario(),
            no_drop: bool = False, quiet: bool = False, loops: int = 1, keep_detections: bool = True,
            on_loop: Callable[[int, DetectorCore], None] | None = None,
-           feeder_cfg: FeederConfig | None = None) -> tuple:
+           feeder_cfg: FeederConfig | None = None, rate: float = 1.0) -> tuple:
     """Run the bag through the node's feeder and DetectorCore; returns (core, record). Writes out_dir/output_bag.
 
-    Messages arrive at their bag receive times (the arrival clock); ticks come every TICK_S of it, as the node's
-    timer does. loops > 1 plays the bag again and again on one continuous clock (every stamp of pass k moved
+    Messages arrive as a player at `rate` delivers them: at their bag receive times divided by the rate (the
+    arrival clock, in the node's seconds); ticks come every TICK_S of it, as the node's timer does, and a frame keeps
+    the worker busy for its wall time. So a replay at rate 0.5 predicts the node fed by a player at 0.5x. loops > 1 plays the bag again and again on one continuous clock (every stamp of pass k moved
     forward by k bag lengths plus a LiDAR period), as a long drive: the scenario's times count across passes, and
     scoring maps each pass back to the bag's samples. keep_detections=False keeps no per-frame detections in memory
     (soak runs); on_loop(k, core) is called after each pass (soak measurements)."""
@@ -87,18 +88,21 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
             ("labels", LABEL_INFO_TOPIC, ts.LABEL_INFO)]}
         start_ns = record.start_ns = reader.start_time
         start_s = start_ns * 1e-9
+        if rate <= 0:
+            raise UserError("rate must be positive")
         header = store.types[ts.HEADER](stamp=ns_to_stamp(start_ns, store.types[ts.TIME]), frame_id=LIDAR)
         writer.write(conns["labels"], start_ns, store.serialize_cdr(label_info_msg(header, types), ts.LABEL_INFO))
         worker_free = -np.inf
         loop_done = 0
-        next_tick = next_diag = start_s
+        next_tick = next_diag = 0.0  # arrival time (s from the bag start, at the player's rate)
         shift_ns = record.loop_shift_ns = reader.end_time - start_ns + LIDAR_PERIOD_NS
         total = sum(c.msgcount for c in reader.connections) * loops
         bar = tqdm(total=total, desc="replay", disable=quiet, mininterval=2.0, unit="msg")
 
-        def emit(out: FrameOutput, t: float) -> None:
+        def emit(out: FrameOutput, arrival: float) -> None:
+            t = arrival * rate  # bag seconds from the start
             hdr = store.types[ts.HEADER](stamp=ns_to_stamp(out.stamp_ns, store.types[ts.TIME]), frame_id=out.frame_id)
-            stamp = int(t * 1e9)
+            stamp = start_ns + int(t * 1e9)
             writer.write(conns["det"], stamp, store.serialize_cdr(detections_to_msg(out.detections, hdr, types),
                                                                   ts.DETECTION3D_ARRAY))
             writer.write(conns["markers"], stamp, store.serialize_cdr(
@@ -107,11 +111,11 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 store.types["std_msgs/msg/String"](data=out.variant), "std_msgs/msg/String"))
             if keep_detections:
                 record.detections[out.stamp_ns] = out.detections
-            record.frames.append({"t": round(t - start_s, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
+            record.frames.append({"t": round(t, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
                                   "latency_ms": round(out.timings_ms["end_to_end"], 2),
                                   "network_ms": round(out.timings_ms["network"], 2),
                                   "budget_ms": core.policy.cfg.latency_budget_ms,
-                                  "segment": scenario.segment(t - start_s), "cameras": out.cameras})
+                                  "segment": scenario.segment(t), "cameras": out.cameras})
 
         def run_until(t: float) -> None:
             """The worker, up to arrival time t: whatever is ready runs as soon as the worker is free; a frame keeps
@@ -131,13 +135,13 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
                 if on_loop is not None:
                     on_loop(loop_done, core)
                 loop_done = k
-            now = t_ns * 1e-9
-            t_rel = now - start_s
+            t_rel = t_ns * 1e-9 - start_s
+            now = t_rel / rate
             while next_tick <= now:
                 run_until(next_tick)
                 clock.t = next_tick
                 feeder.tick()
-                record.health.append((round(next_tick - start_s, 3), core.health.usable(LIDAR, next_tick),
+                record.health.append((round(next_tick * rate, 3), core.health.usable(LIDAR, next_tick),
                                       int(sum(core.health.camera_mask(next_tick)))))
                 next_tick += TICK_S
             run_until(now)
