@@ -135,3 +135,17 @@ def test_one_slow_frame_does_not_send_the_node_back_to_a_slower_variant():
     cfg.latency_budget_ms = 10
     decisions += _run(policy, lambda n: latency[n](), 40)
     assert [d.variant for d in decisions] == ["fused"] * 8 + ["lidar"] * 37
+
+
+def test_a_step_down_never_returns_to_a_variant_left_over_the_same_budget():
+    """The first frames after a switch can be slow (caches, allocations): judged on them, the new variant would look
+    slower than the one just left, and the node would go back and forth. It does not go back while the budget is
+    as tight; a budget raised above it makes that variant eligible again."""
+    cfg = PolicyConfig(latency_budget_ms=400, step_down_after=3)
+    policy = Policy([Candidate("fused", "fused", 40.0), Candidate("lidar", "lidar", 30.0)], cfg)
+    slow_start = iter([150.0] * 3 + [60.0] * 30)
+    latency = {"fused": lambda: 80.0, "lidar": lambda: next(slow_start)}
+    decisions = _run(policy, lambda n: latency[n](), 3)
+    cfg.latency_budget_ms = 10
+    decisions += _run(policy, lambda n: latency[n](), 20)
+    assert [d.variant for d in decisions] == ["fused"] * 6 + ["lidar"] * 17

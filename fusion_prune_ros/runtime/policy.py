@@ -8,7 +8,8 @@ usable, and asks for the next variant. Rules:
   fits the budget; when nothing fits, the fastest graph that uses the LiDAR runs. With neither sensor: no variant
   (an ERROR).
 - Latency: the first eligible variant expected to fit the budget. After `step_down_after` consecutive over-budget
-  frames, switch to the first other eligible variant expected to fit; step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
+  frames, switch to the first other eligible variant expected to fit (never back to one already left for being
+  over a budget this tight); step back up only after `step_up_after` consecutive frames under `headroom` x budget, and only
   to a variant expected to fit under that headroom (hysteresis: no oscillation at the boundary).
 - Expected latency of a variant: the p95 of its own recent frames when it has run, else its profile latency
   scaled by how the running variant compares with its own profile latency (the machine may be slower). Which
@@ -67,6 +68,7 @@ class Policy:
         self._under = 0
         self._allowed: tuple | None = None  # the modalities usable at the last decision
         self._decided = 0
+        self._left_over_budget: dict = {}  # variant -> the budget it was over when the node stepped down from it
 
     def record_latency(self, name: str, ms: float) -> None:
         self._lat[name].append(ms)
@@ -145,8 +147,13 @@ class Policy:
         if self._over >= self.cfg.step_down_after and (self.p95(self.active) or 0.0) <= budget:
             self._over = 0  # counted under a tighter budget that has since been raised: nothing to step down from
         if self._over >= self.cfg.step_down_after:
-            pick = self._best([c for c in eligible if c.name != self.active], budget, self.active)
+            # A variant the node left for being over a budget this tight or tighter is not stepped down to again:
+            # its first frames after a switch may be slow, but it is known not to fit.
+            left = self._left_over_budget
+            others = [c for c in eligible if c.name != self.active and budget > left.get(c.name, -1.0)]
+            pick = self._best(others, budget, self.active)
             if pick is not None:
+                left[self.active] = budget
                 return self._switch(pick, f"{self.active} over budget {budget:.0f} ms for {self._over} frames "
                                           f"(p95 {self.p95(self.active):.1f} ms)")
         if self._under >= self.cfg.step_up_after:
