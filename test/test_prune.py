@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,10 @@ import pytest
 import torch
 import torch_pruning as tp
 
+from fusion_prune_ros.analysis.findings import busy_seconds, cost, findings, max_overlap
+from fusion_prune_ros.analysis.plots import per_layer_plot
+from fusion_prune_ros.analysis.sweep_report import sweep_results, write_sweep_report, write_table
+from fusion_prune_ros.analysis.variant_latency import current, time_variants
 from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.export.onnx_export import sha256
@@ -20,17 +25,16 @@ from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
-from fusion_prune_ros.prune.findings import busy_seconds, cost, findings, max_overlap
 from fusion_prune_ros.prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms
-from fusion_prune_ros.prune.plots import per_layer_plot
 from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, channel_floor, collect, dense_latency,
                                        load_sweep_config, plan, read_log, read_rows, remeasure_latency, rows,
-                                       run_sweep, thin_ladder, write_profile, write_table)
+                                       run_sweep)
+from fusion_prune_ros.prune.ladder import thin_ladder, write_profile
 from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
-from fusion_prune_ros.prune.variant_latency import current, time_variants
 from fusion_prune_ros.runtime.profile import load_profile
+from md_tables import number, table_with, tables
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 
@@ -269,12 +273,19 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     kept = current(timed, redone)
     assert kept["stale"] == [redone[0]["name"]] and "dense" in kept["latency_ms"]
     assert math.isnan(rows(redone, dense_meta, dense_ms["fused"], kept)[1]["gpu_ms"])
-    write_table(table, tmp_path / "r.csv", tmp_path / "r.md", "tiny", findings(table, manifests, floor))
-    report = (tmp_path / "r.md").read_text()
-    assert "magnitude-channel-50-s0" in report
-    assert "| 50% | taylor |" in report  # the method is compared with magnitude at its level
-    assert "Floor: the narrowest channel-pruned network" in report
-    assert "Where the floor's time goes" in report and "ms on `lidar_bev`" in report
+    # The report: one row per variant (and dense) with every column, numbers that parse, the floor's operators.
+    res = sweep_results(tmp_path / "variants", shipped / "models")
+    md = write_sweep_report(res, tmp_path / "variants", tmp_path / "report", [m["name"] for m in manifests])
+    report = md.read_text()
+    results = table_with(report, *COLUMNS)
+    assert results["columns"] == list(COLUMNS)
+    assert [r["name"] for r in results["rows"]] == ["dense", *sorted(m["name"] for m in manifests)]
+    assert all(number(r[c]) > 0 for r in results["rows"] for c in ("params_m", "gflops", "ort_ms", "ort_speedup"))
+    assert ("50%", "taylor") in _verdicts(report)  # the method is compared with magnitude at its level
+    ops = table_with(report, "operator", "dense ms", "floor ms")["rows"]
+    assert ops and all(number(r["dense ms"]) >= 0 and number(r["floor ms"]) >= 0 for r in ops)
+    assert (tmp_path / "report" / "pareto_channel.png").stat().st_size > 0
+    assert set(read_rows(tmp_path / "report" / "pruning_results.csv")) == {r["name"] for r in results["rows"]}
     assert per_layer_plot(manifests, tmp_path / "layers.png", 0.5) and (tmp_path / "layers.png").stat().st_size > 0
     assert not per_layer_plot(manifests, tmp_path / "none.png", 0.8) and not (tmp_path / "none.png").exists()
     profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
@@ -325,57 +336,75 @@ def _row(name, method, sparsity, seed, mAP, NDS, ort_ms, granularity="channel"):
             "ort_speedup": round(30.0 / ort_ms, 2), "gflops": ort_ms / 10}
 
 
+def _verdicts(text: str) -> dict:
+    """(level, method) -> the row of the methods-vs-magnitude table."""
+    t = table_with(text, "level", "method", "NDS - magnitude", "margin", "verdict")
+    return {(r["level"], r["method"]): r for r in t["rows"]}
+
+
 def test_findings_judge_the_targets_from_the_rows():
     table = [_row("dense", "dense", 0.0, 0, 0.80, 0.70, 30.0, "-"),
              _row("m80", "magnitude", 0.8, 0, 0.50, 0.50, 10.0), _row("m80b", "magnitude", 0.8, 1, 0.49, 0.49, 10.0),
              _row("a80", "altermoma", 0.8, 0, 0.56, 0.52, 10.0), _row("d80", "dm3d", 0.8, 0, 0.51, 0.495, 12.0),
              _row("r80", "random", 0.8, 0, 0.30, 0.40, 10.0), _row("m30", "magnitude", 0.3, 0, 0.80, 0.699, 25.0)]
     text = "\n".join(findings(table, []))
-    assert "the median spread measured (0.0100)" in text
-    # seed means: magnitude at 80 % is 0.495 / 0.495 over its two seeds
-    assert "| 80% | altermoma | 1 / 2 | 0.5600 | 0.5200 | +0.0650 | +0.0250 | 0.0100 | beats |" in text
-    assert "| 80% | dm3d | 1 / 2 | 0.5100 | 0.4950 | +0.0150 | +0.0000 | 0.0100 | matches |" in text
+    # seed means: magnitude at 80 % is 0.495 / 0.495 over its two seeds; a single-seed method is judged with the
+    # median seed spread measured (0.01)
+    v = _verdicts(text)
+    assert set(v) == {("80%", m) for m in ("altermoma", "dm3d", "random")}  # only levels >= 50 %, not magnitude
+    for method, nds_diff, verdict in (("altermoma", 0.025, "beats"), ("dm3d", 0.0, "matches"),
+                                      ("random", -0.095, "worse")):
+        row = v[("80%", method)]
+        assert (row["verdict"], row["seeds (method / magnitude)"]) == (verdict, "1 / 2")
+        assert number(row["NDS - magnitude"]) == pytest.approx(nds_diff, abs=1e-4)
+        assert number(row["margin"]) == pytest.approx(0.01)
     # with two seeds of dm3d too, its mean is compared and its margin is the larger of the two spreads
-    table2 = table + [_row("d80b", "dm3d", 0.8, 1, 0.51, 0.475, 12.0)]
-    assert "| 80% | dm3d | 2 / 2 | 0.5100 | 0.4850 | +0.0150 | -0.0100 | 0.0200 | matches |" in \
-        "\n".join(findings(table2, []))
-    assert "| 80% | random | 1 / 2 | 0.3000 | 0.4000 | -0.1950 | -0.0950 | 0.0100 | worse |" in text
+    row = _verdicts("\n".join(findings(table + [_row("d80b", "dm3d", 0.8, 1, 0.51, 0.475, 12.0)], [])))[("80%", "dm3d")]
+    assert (row["seeds (method / magnitude)"], row["verdict"]) == ("2 / 2", "matches")
+    assert (number(row["NDS"]), number(row["margin"])) == (pytest.approx(0.485), pytest.approx(0.02))
     # a single-seed method is judged with the median spread, not the largest: altermoma's 0.05 does not loosen it
     table3 = table + [_row("a80b", "altermoma", 0.8, 1, 0.50, 0.47, 10.0), _row("r80b", "random", 0.8, 1, 0.3, 0.398, 10.0)]
-    assert "| 80% | dm3d | 1 / 2 | 0.5100 | 0.4950 | +0.0150 | +0.0000 | 0.0100 | matches |" in \
-        "\n".join(findings(table3, []))
-    assert "| 30% |" not in text.split("### At >= 80")[0]  # only levels >= 50 % are compared
-    assert "best altermoma mAP 0.5600 vs magnitude 0.4950 (seeds 1 / 2): +13.1% relative (met; 2 of 4 methods measured)" in text
-    assert "a80: 3.00x (10.0 vs 30.0 ms), NDS 0.5200 vs 0.7000: 18.00 points lost (not met; 4 variants >= 3x)" in text
-    assert "| magnitude | 80% | 2 | 0.4950 | 0.0100 | 0.4950 | 0.0100 |" in text
+    assert number(_verdicts("\n".join(findings(table3, [])))[("80%", "dm3d")]["margin"]) == pytest.approx(0.01)
+    # the best multimodal method at 80 % against magnitude: +13.1 % relative mAP, target met
+    gain = next(line for line in text.splitlines() if line.startswith("- 80%:"))
+    assert "altermoma" in gain and "+13.1%" in gain and "(met;" in gain
+    # the fastest variant >= 3x: a80 at 3.00x, 18 NDS points lost
+    fast = next(line for line in text.splitlines() if line.startswith("- a80:"))
+    assert "3.00x" in fast and "18.00" in fast and "(not met;" in fast
+    seeds = table_with(text, "method", "level", "seeds", "NDS spread")["rows"]
+    assert [(r["method"], r["level"], r["seeds"], number(r["NDS spread"])) for r in seeds] == \
+        [("magnitude", "80%", "2", pytest.approx(0.01))]
     # equal cost: magnitude's curve is dense (30 ms, 0.70), m30 (25 ms, 0.699), m80 (10 ms, 0.50); d80 at 12 ms sits
-    # between m80 and m30: 0.50 + 2/15 * 0.199 = 0.5265; random at 10 ms is on m80's point
-    assert "| d80 (NDS 0.4950) | 1.20 | 0.5265 | -0.0315 | 12.0 | 0.5265 | -0.0315 |" in text
-    assert "| r80 (NDS 0.4000) | 1.00 | 0.5000 | -0.1000 | 10.0 | 0.5000 | -0.1000 |" in text
-    assert "m80b" not in text.split("### At equal cost")[1].split("###")[0]  # seed 0 only
-    assert "On a GPU" not in text  # no GPU file, no GPU section
+    # between m80 and m30: 0.50 + 2/15 * 0.199 = 0.5265; random at 10 ms is on m80's point; seed 0 only
+    cost_rows = {r[0].split(" ")[0]: [number(c) for c in r[1:]]
+                 for r in table_with(text, "variant", "GFLOPs", "CPU ms")["cells"]}
+    assert set(cost_rows) == {"a80", "d80", "r80"}
+    assert cost_rows["d80"] == [pytest.approx(x, abs=1e-4) for x in (1.2, 0.5265, -0.0315, 12.0, 0.5265, -0.0315)]
+    assert cost_rows["r80"] == [pytest.approx(x, abs=1e-4) for x in (1.0, 0.5, -0.1, 10.0, 0.5, -0.1)]
+    assert "GPU" not in text  # no GPU file, no GPU section
     # unstructured rows: judged against unstructured magnitude only, beside the paper's share of dense mAP kept
     table4 = table + [_row("mu80", "magnitude", 0.8, 0, 0.72, 0.65, 30.0, "unstructured"),
                       _row("au80", "altermoma", 0.8, 0, 0.76, 0.66, 30.0, "unstructured")]
     text4 = "\n".join(findings(table4, []))
-    assert "| 80% | altermoma | 1 | 0.7600 | 0.6600 | 95.0% | 99.3% | +5.6% | +0.0100 |" in text4
-    assert "| 80% | magnitude | 1 | 0.7200 | 0.6500 | 90.0% | 87.5% | - | - |" in text4
-    assert "2:4" not in text4 and text4.split("### Unstructured")[0] == text.split("### At equal cost")[0]
+    kept = {r["method"]: r for r in table_with(text4, "level", "method", "mAP kept of dense")["rows"]}
+    assert set(kept) == {"altermoma", "magnitude"}
+    paper = "paper: mAP kept (AlterMOMA / IMP)"
+    assert [number(kept["altermoma"][c]) for c in ("mAP kept of dense", paper, "mAP vs magnitude")] == \
+        [pytest.approx(95.0), pytest.approx(99.3), pytest.approx(5.6)]
+    assert [number(kept["magnitude"][c]) for c in ("mAP kept of dense", paper)] == [pytest.approx(90.0), pytest.approx(87.5)]
+    assert len(tables(text4)) == len(tables(text)) + 1  # one table more, no 2:4 table
     summary = lambda ms: {mode: {"median_ms": ms} for mode in ("fused", "lidar", "camera")}  # noqa: E731
     gpu = {"backend": "torch (cuda, fp16)", "device_name": "NVIDIA H200", "measured": "2026-11-27",
            "latency_ms": {"dense": summary(1.5), "a80": summary(1.2)},
            "device_ms": {"dense": summary(0.6), "a80": summary(0.3)}}
-    text = "\n".join(findings(table, [], gpu={**gpu, "stale": ["d80"]}))
-    assert "### On a GPU (torch (cuda, fp16) on NVIDIA H200, measured 2026-11-27)" in text
-    assert "Redone since they were timed, so blank in the table: d80." in text
-    assert "for the 1 variants finished then, timed side by side with dense (1.50 ms); speed-ups from 1.00x to 1.25x" \
-        in text
-    assert "dense 0.60 ms, fastest a80 0.30 ms (2.00x)" in text
+    section = "\n".join(findings(table, [], gpu={**gpu, "stale": ["d80"]})).split("NVIDIA H200")[1].split("###")[0]
+    for expected in ("d80", "1.50 ms", "1.00x", "1.25x", "0.60 ms", "0.30 ms", "2.00x"):  # stale names, ratios
+        assert expected in section
 
 
 def test_allocation_ablation_gives_the_dp_uniform_flops_and_less_predicted_distortion(shipped, tmp_path):
-    from fusion_prune_ros.prune.allocation_ablation import (AllocationAblationConfig, format_ablation,
-                                                            run_allocation_ablation)
+    from fusion_prune_ros.analysis.allocation_ablation import (AllocationAblationConfig, format_ablation,
+                                                               run_allocation_ablation)
 
     cfg = AllocationAblationConfig(sparsities=(0.5,), calibration_frames=4, calibration_batch=2, steps=20)
     result = run_allocation_ablation(shipped / "models" / "model.pt", tmp_path, cfg, quiet=True)
@@ -413,8 +442,19 @@ def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
                                                                       "seconds": 600.0}]
     planned = [r["name"] for r in table] + ["dm3d-channel-80-s0", "dm3d-channel-50-s0"]
     text = "\n".join(cost(table, log, planned))
-    assert "| magnitude | 2 | 10 | 500 | 90 | 600 |" in text
-    assert "4 variants, 2 done; 2 left at the measured mean of 10.0 min per variant = 0.3 h more" in text
+    assert _cost_rows(text) == {"magnitude": ["2", "10", "500", "90", "600"]}  # evaluation + export = the rest
+    assert _plan_numbers(text) == [4.0, 2.0, 2.0, 10.0, 0.3]  # planned, done, left, min per variant, hours left
+
+
+def _cost_rows(text: str) -> dict:
+    t = table_with(text, "method", "variants", "scoring s (mean)", "fine-tuning s (mean)")
+    return {cells[0]: cells[1:] for cells in t["cells"]}
+
+
+def _plan_numbers(text: str) -> list:
+    """The numbers of the plan's projection line, in order."""
+    line = next(line for line in text.splitlines() if line.startswith("Plan:"))
+    return [float(x) for x in re.findall(r"\d+(?:\.\d+)?", line)]
 
 
 def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_present_variant(tmp_path):
@@ -432,10 +472,11 @@ def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_p
     assert carried[0]["NDS"] == 0.61 and carried[0]["seed"] == 0 and math.isnan(carried[0]["gpu_ms"])
     assert carried[0]["granularity"] == "channel"
     gpu = "\n".join(findings([{**row("dense", 0.7), "gpu_ms": 1.5}, {**carried[0], "gpu_ms": 1.25}], []))
-    assert "On a GPU (carried rows)" in gpu and "dense (1.50 ms) and 1 variants" in gpu and "to 1.20x" in gpu
+    assert "GPU" in gpu and "1.50 ms" in gpu and "1.20x" in gpu  # the carried GPU column is summarised
     text = "\n".join(cost(carried, [], planned))  # carried rows cost what they cost when they were built
-    assert "| magnitude | 1 | 12 | 600 | - | - |" in text and "no entry for 2 of the 2 variants" in text
-    assert "4 variants, 2 done; 2 left" in text
+    # one row per method; no log entry: no evaluation or whole-variant time
+    assert _cost_rows(text) == {m: ["1", "12", "600", "-", "-"] for m in ("magnitude", "taylor")}
+    assert _plan_numbers(text)[:3] == [4.0, 2.0, 2.0]
     (tmp_path / "other.csv").write_text("name,NDS\nx,0.5\n")
     with pytest.raises(UserError, match="not the sweep table's"):
         read_rows(tmp_path / "other.csv")
@@ -452,8 +493,8 @@ def test_cost_projects_at_parallel_throughput_when_the_log_has_times():
     assert busy_seconds(log) == 35 * 60.0 and max_overlap(log) == 2
     table = [{"name": n, "method": "magnitude", "scoring_s": 1.0, "finetune_s": 1.0} for n in "abcd"]
     text = "\n".join(cost(table, log, ["a", "b", "c", "d", "e", "f"]))
-    assert ("6 variants, 4 done; 2 left at the measured throughput of 8.8 min per variant (4 variants finished in "
-            "0.6 h of wall time with up to 2 workers at once) = 0.3 h more") in text
+    # planned, done, left, min per variant (35 min / 4), variants timed, hours of wall time, workers, hours left
+    assert _plan_numbers(text) == [6.0, 4.0, 2.0, 8.8, 4.0, 0.6, 2.0, 0.3]
 
 
 def _fake_model_dir(folder: Path) -> None:

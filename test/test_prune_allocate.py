@@ -21,7 +21,7 @@ from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, allocate_for_time, distortion_curves, forward_curve, forward_scale,
                                                  hessian_curve, objective_gradients,
                                                  prune_count, unit_macs)
-from fusion_prune_ros.prune.curve_shapes import allocation_distortion, format_curve_shapes, measure_curve_shapes
+from fusion_prune_ros.analysis.curve_shapes import allocation_distortion, format_curve_shapes, measure_curve_shapes
 from fusion_prune_ros.prune.scorers.mmprune4u import GRID, MMPrune4UScorer
 from fusion_prune_ros.prune.units import Unit, prunable_params, prunable_units
 

@@ -12,6 +12,7 @@ from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.latency_table import conv_graph, input_shapes, latency_table, pruned_width
 from fusion_prune_ros.prune.units import prunable_units
+from md_tables import number, table_with, tables
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 
@@ -67,8 +68,9 @@ def test_latency_table_of_the_small_detector():
 
 
 def test_the_report_sets_time_kept_beside_flops_kept(tmp_path):
-    from fusion_prune_ros.prune.latency_table import LatencyTable, format_latency_table
-    from fusion_prune_ros.prune.plots import latency_table_plot
+    from fusion_prune_ros.analysis.latency_report import format_latency_table
+    from fusion_prune_ros.analysis.plots import latency_table_plot
+    from fusion_prune_ros.prune.latency_table import LatencyTable
 
     phis = tuple(np.round(np.arange(10) / 10, 2))
     widths = {"a": [pruned_width(48, p, 8) for p in phis], "b": [pruned_width(16, p, 8) for p in phis]}
@@ -76,8 +78,15 @@ def test_the_report_sets_time_kept_beside_flops_kept(tmp_path):
     table = LatencyTable(phis, ms, widths)
     lines = format_latency_table(table, {"a": 3e6, "b": 1e6}, {"a": "lidar", "b": "camera"}, graph_ms=5.0)
     text = "\n".join(lines)
+    units = table_with(text, "unit", "module", "C_out", "MACs share", "ms at full width")
+    assert [r["unit"] for r in units["rows"]] == ["a", "b"]  # one row per unit, slowest first
+    a = units["rows"][0]
+    assert (a["module"], a["C_out"], number(a["MACs share"]), number(a["ms at full width"])) == ("lidar", "48", 75.0, 2.5)
     # a at phi 0.5: width 24 of 48 -> 1.5 of 2.5 ms = 60 % of the time for 50 % of the FLOPs
-    assert "| a | lidar | 48 | 75.0% | 2.500 | " in text and "60% / 50%" in text
-    assert "phi 0.0: 3.50 ms (100%)" in text and "add up to 3.50 ms" in text and "(70%;" in text
+    time_kept, flops_kept = (number(x) for x in a["phi 0.5: time / FLOPs kept"].split("/"))
+    assert (time_kept, flops_kept) == (60.0, 50.0)
+    totals = tables(text)[1]  # the units' summed time at every phi
+    assert len(totals["columns"]) == 1 + len(phis) and totals["columns"][1].startswith("phi 0.0: 3.50 ms")
+    assert all(x in lines[-1] for x in ("3.50 ms", "5.00 ms", "70%"))  # the units' share of the whole graph
     latency_table_plot(table, {"a": "lidar", "b": "camera"}, tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 0

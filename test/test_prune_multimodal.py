@@ -24,7 +24,7 @@ from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.altermoma_b_sweep import pruned_by_module
+from fusion_prune_ros.analysis.altermoma_b_sweep import pruned_by_module
 from fusion_prune_ros.prune.scorers.altermoma import (AlterMOMAScorer, Stage, alter_eva, channels_reactivated,
                                                       reactivated, reactivation_trajectory, spearman)
 from fusion_prune_ros.prune.scorers.baselines import TaylorScorer

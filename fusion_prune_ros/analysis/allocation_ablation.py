@@ -28,6 +28,7 @@ from ..prune.granularity import apply_masks, unstructured_masks
 from ..prune.scorers.base import Scores
 from ..prune.scorers.dm3d import budget_used, by_modality, distortion_curves, flops_costs, forward_scaled, sparsity_of
 from ..prune.units import prunable_units
+from ..prune.variant import DataOverride
 
 
 @dataclass
@@ -43,7 +44,7 @@ class AllocationAblationConfig:
 
 
 def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationAblationConfig,
-                            quiet: bool = False) -> dict:
+                            quiet: bool = False, data: DataOverride | None = None) -> dict:
     from ..data.nusc import open_nuscenes
     from ..model.inference import evaluate_conditions, torch_runner
     from ..train_detector import _brief
@@ -51,6 +52,7 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, dcfg, _ = load_detector(dense)
+    (data or DataOverride()).apply(dcfg)
     model.eval()
     start = time.time()
     plain = DetectionDataset(build_cache(dcfg, dcfg.data.train_split, quiet=quiet), dcfg, Augment(), seed=0)

@@ -23,6 +23,7 @@ from ..prune.scorers.altermoma import (MODULE_OF_MODALITY, Stage, alter_eva, cha
                                 reactivation_trajectory, spearman)
 from ..prune.scorers.base import weight_gradients, weights_of
 from ..prune.units import prunable_units
+from ..prune.variant import DataOverride
 
 MODULES = ("camera", "lidar", "fusion")
 
@@ -52,8 +53,9 @@ def pruned_by_module(scores: dict, modules: dict, sparsity: float) -> dict:
     return out
 
 
-def run_b_sweep(dense: str | Path, cfg: BSweepConfig, quiet: bool = False) -> dict:
+def run_b_sweep(dense: str | Path, cfg: BSweepConfig, quiet: bool = False, data: DataOverride | None = None) -> dict:
     model, dcfg, _ = load_detector(dense)
+    (data or DataOverride()).apply(dcfg)
     model.eval()
     start = time.time()
     cache = build_cache(dcfg, dcfg.data.train_split, quiet=quiet)

@@ -28,6 +28,7 @@ from ..prune.channel_zeroing import channel_fraction, channels_zeroed, output_ch
 from ..prune.scorers.altermoma import spearman
 from ..prune.scorers.dm3d import output_distortion, output_vector, zeroed
 from ..prune.units import prunable_units
+from ..prune.variant import DataOverride
 
 
 @dataclass
@@ -81,10 +82,12 @@ def allocation_distortion(model: torch.nn.Module, batches: list, widths: dict) -
     return {"summed": sum(single.values()), "joint": joint, "summed_by_modality": by_modality}
 
 
-def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, variants: tuple = (), quiet: bool = False) -> dict:
+def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, variants: tuple = (), quiet: bool = False,
+                     data: DataOverride | None = None) -> dict:
     """The curve comparison on `dense`, and `allocation_distortion` of each channel-pruned variant folder given
     (its kept widths from manifest.json, cut from the dense weights) beside its NDS after fine-tuning."""
     model, dcfg, _ = load_detector(dense)
+    (data or DataOverride()).apply(dcfg)
     start = time.time()
     plain = DetectionDataset(build_cache(dcfg, dcfg.data.train_split, quiet=quiet), dcfg, Augment(), seed=0)
     batches = calibration_batches(plain, cfg.calibration_frames, cfg.calibration_batch, seed=0)[:cfg.batches]

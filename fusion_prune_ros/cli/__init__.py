@@ -212,7 +212,7 @@ def _prune(args) -> None:
 def _sweep(args) -> None:
     from ..analysis.sweep_report import sweep_results, write_sweep_report
     from ..prune.sweep import carried_rows, collect, load_sweep_config, plan, read_rows, remeasure_latency, run_sweep
-    from ..prune.sweep import write_profile
+    from ..prune.ladder import write_profile
 
     cfg = load_sweep_config(args.config)
     specs = plan(cfg)

@@ -1,5 +1,5 @@
-"""Measured latency per (unit, pruned fraction): the third cost an allocator can spend (methods.md, section 1:
-"a parameter count, FLOPs, or a measured latency table per (unit, ratio)").
+"""Measured latency per (unit, pruned fraction): the third cost an allocator can spend besides a parameter count
+and FLOPs (docs/pruning.md, "A measured latency table instead of FLOPs").
 
 Why: FLOPs fall linearly with the channels removed, time on the target does not. On ONNX Runtime CPU a conv's time
 moves in steps of the SIMD width and flattens out at narrow widths, where memory traffic and the operator's fixed
@@ -115,30 +115,3 @@ def latency_table(model: nn.Module, inputs: tuple, phis: tuple = COARSE, round_t
         median = {w: float(np.median(v)) for w, v in samples.items()}
         ms[u.name] = np.array([median[w] for w in widths[u.name]])
     return LatencyTable(tuple(float(p) for p in phis), ms, widths)
-
-
-def format_latency_table(table: LatencyTable, flops: dict, modality: dict, graph_ms: float | None = None) -> list:
-    """Markdown lines: per unit, its time at full width and the share of it kept at each timed phi beside the share
-    of FLOPs kept (1 - phi of the width actually timed), then the totals. `flops`: unit -> MACs, `modality`: unit ->
-    module tag, `graph_ms`: the dense fused graph timed in the same run (the units' share of it)."""
-    shown = [k for k, phi in enumerate(table.phis) if round(phi, 2) in (0.3, 0.5, 0.7, 0.9)]
-    head = " | ".join(f"phi {table.phis[k]:.1f}: time / FLOPs kept" for k in shown)
-    lines = [f"| unit | module | C_out | MACs share | ms at full width | {head} |",
-             "|---|---|---|---|---|" + "---|" * len(shown)]
-    total_flops = sum(flops.values())
-    for name, ms in sorted(table.ms.items(), key=lambda kv: -kv[1][0]):
-        widths = table.widths[name]
-        cells = " | ".join(f"{ms[k] / ms[0]:.0%} / {widths[k] / widths[0]:.0%}" for k in shown)
-        lines.append(f"| {name} | {modality[name]} | {widths[0]} | {flops[name] / total_flops:.1%} | {ms[0]:.3f} | "
-                     f"{cells} |")
-    dense = sum(ms[0] for ms in table.ms.values())
-    lines += ["", "| all units | " + " | ".join(
-        f"phi {table.phis[k]:.1f}: {sum(ms[k] for ms in table.ms.values()):.2f} ms "
-        f"({sum(ms[k] for ms in table.ms.values()) / dense:.0%})" for k in range(len(table.phis))) + " |",
-        "|" + "---|" * (len(table.phis) + 1)]
-    if graph_ms is not None:
-        lines += ["", f"The prunable convs alone add up to {dense:.2f} ms at full width; the dense fused graph runs in "
-                      f"{graph_ms:.2f} ms in the same run ({dense / graph_ms:.0%}; the rest: the two input convs, "
-                      "the head's output convs, grid_sample, pixel shuffle, layout reorders, and what ONNX Runtime "
-                      "fuses or overlaps in the whole graph)."]
-    return lines

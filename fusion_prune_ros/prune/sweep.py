@@ -1,22 +1,24 @@
-"""`fusion-prune sweep`: methods x sparsity levels x granularities -> variants, a results table, a Pareto plot
-and the node's default profile. Resumable: finished variants (manifest present) are read back, not redone."""
+"""`fusion-prune sweep`: methods x sparsity levels x granularities -> variants and their result rows (the node's
+profile is chosen from them in ladder.py). Resumable: finished variants (manifest present) are read back, not
+redone.
+
+This module plans, runs and resumes variants and returns typed rows (`ResultRow`); the reports written from them
+(tables, plots, the targets checked) live in fusion_prune_ros/analysis, which the product never imports."""
 from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from tqdm import tqdm
 
 from ..config import load_yaml
 from ..errors import UserError
-from ..export.onnx_export import sha256
 from ..export.ship import LATENCY_KEY
-from ..runtime.profile import Profile, Variant, save_profile
-from .variant import PruneConfig, PruneSpec, prune_variant
+from .scorers import check_method
+from .variant import DataOverride, PruneConfig, PruneSpec, prune_variant
 from .variant_claim import VariantBusy
 
 
@@ -38,6 +40,9 @@ class SweepConfig:
 
 
 def plan(cfg: SweepConfig) -> list:
+    """The variants in the order they are built; an unknown method anywhere in the config is an error up front."""
+    for method in sorted({*cfg.channel_methods, *cfg.unstructured_methods, *cfg.nm24_methods}):
+        check_method(method)
     # Level by level, every method at a level before the next level: an interrupted sweep has comparable rows.
     specs = [PruneSpec(m, s, "channel") for s in cfg.channel_levels for m in cfg.channel_methods]
     specs += [PruneSpec(m, s, "channel", seed) for seed in cfg.extra_seeds for s in cfg.extra_seed_levels
@@ -52,11 +57,31 @@ def plan(cfg: SweepConfig) -> list:
     return specs
 
 
+@dataclass
+class SweepStart:
+    """A plan against what the sweep folder already holds, before anything is built."""
+
+    specs: list  # PruneSpec, in build order
+    done: int  # of them finished in the folder
+    earlier: dict  # name -> ResultRow of the --carry CSV (empty without one)
+    carried: list  # rows of planned variants taken from it because their folders are not here
+
+
+def start(specs: list, out_root: str | Path, carry: str | Path | None = None) -> SweepStart:
+    """What is done, and what an earlier results CSV (`carry`, see `carried_rows`) supplies."""
+    out_root = Path(out_root)
+    done = sum((out_root / s.name / "manifest.json").is_file() for s in specs)
+    earlier = read_rows(carry) if carry else {}
+    carried = carried_rows(earlier, [s.name for s in specs], {m["name"] for m in collect(out_root)})
+    return SweepStart(specs, done, earlier, carried)
+
+
 def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: bool = False,
-              limit: int | None = None, skip: frozenset = frozenset()) -> list:
+              limit: int | None = None, skip: frozenset = frozenset(), data: DataOverride | None = None) -> list:
     """Run the plan in order (at most `limit` new variants); returns the manifests of the variants this process
     finished or found finished. Variants another worker is building (see variant_claim) are left to it, and
-    those named in `skip` (rows carried from an earlier run, `carried_rows`) are not built again."""
+    those named in `skip` (rows carried from an earlier run, `carried_rows`) are not built again. `data`: the
+    data set to use instead of the one the dense checkpoint was trained on."""
     out_root = Path(out_root)
     specs = [s for s in plan(cfg) if s.name not in skip]
     manifests, started = [], 0
@@ -67,7 +92,7 @@ def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: 
         if not done and limit is not None and started >= limit:
             continue
         try:
-            manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True, log=log))
+            manifests.append(prune_variant(dense, spec, cfg.prune, out_root, quiet=True, log=log, data=data))
         except VariantBusy as busy:
             tqdm.write(f"skipped: {busy}")
             continue
@@ -89,12 +114,37 @@ def collect(out_root: str | Path) -> list:
     return [json.loads(p.read_text()) for p in sorted(Path(out_root).glob("*/manifest.json"))]
 
 
-COLUMNS = ("name", "method", "granularity", "sparsity", "seed", "realised", "camera", "lidar", "fusion", "params_m",
-           "gflops", "mAP", "NDS", "mAP_cam_lost", "NDS_cam_lost", "mAP_lidar_lost", "NDS_lidar_lost",
-           "ort_ms", "ort_speedup", "gpu_ms", "gpu_speedup", "scoring_s", "finetune_s")
+class ResultRow(TypedDict):
+    """One variant (or the dense model) in the sweep's results: what the CSV holds, one column per key."""
+
+    name: str
+    method: str
+    granularity: str  # "-" for the dense model
+    sparsity: float  # target fraction of prunable parameters removed
+    seed: int
+    realised: float  # realised sparsity, overall and per module
+    camera: float
+    lidar: float
+    fusion: float
+    params_m: float
+    gflops: float  # fused graph
+    mAP: float  # official metrics: fused, camera lost, LiDAR lost (NaN where not evaluated)
+    NDS: float
+    mAP_cam_lost: float
+    NDS_cam_lost: float
+    mAP_lidar_lost: float
+    NDS_lidar_lost: float
+    ort_ms: float  # ONNX Runtime CPU 2 threads, fused graph median; speed-up against dense timed beside it
+    ort_speedup: float
+    gpu_ms: float  # from a variant-latency timing file; NaN without one
+    gpu_speedup: float
+    scoring_s: float
+    finetune_s: float
 
 
-LADDER = (("fused", "fused"), ("lidar", "camera_lost"))  # graphs a latency step may use, judged under these conditions
+COLUMNS = tuple(ResultRow.__annotations__)
+
+
 DENSE_LATENCY = "dense_latency.json"  # the dense graphs re-timed beside the variants (remeasure_latency)
 
 
@@ -173,7 +223,7 @@ def scoring_seconds(manifest: dict) -> float:
 
 
 def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict | None = None) -> list:
-    """One flat row per variant (plus the dense model), for the table, the CSV and the plot. `dense_ms`: the
+    """One `ResultRow` per variant (plus the dense model), for the table, the CSV and the plot. `dense_ms`: the
     dense fused graph's latency from the same run as the variants' (default: the export's). `gpu`: a
     variant_latency result (fused graphs timed on a GPU, dense among them); variants it lacks get NaN."""
     gpu_ms = {name: t["fused"]["median_ms"] for name, t in (gpu or {}).get("latency_ms", {}).items()}
@@ -202,11 +252,41 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
     return out
 
 
+@dataclass
+class SweepResults:
+    """What a sweep folder holds, as rows: the dense model first, then every variant by name."""
+
+    table: list  # ResultRow
+    manifests: list  # of the variants built in this folder
+    carried: list  # rows carried from an earlier results CSV (their folders are not here)
+    dense_ms: float  # the dense fused graph's median in this folder's timing (the built rows' reference)
+
+
+def results(out_root: str | Path, dense_dir: str | Path, carried: list = (), earlier: dict | None = None,
+            gpu: dict | None = None) -> SweepResults:
+    """The rows of every variant in `out_root` plus the `carried` ones (`carried_rows`) that no worker has built
+    here since. `gpu`: a variant-latency timing restricted to current models (or None): the gpu_* columns."""
+    out_root, dense_dir = Path(out_root), Path(dense_dir)
+    manifests = collect(out_root)
+    built = {m["name"] for m in manifests}
+    carried = [r for r in carried if r["name"] not in built]  # another worker, run without --carry, built it
+    dense_meta = json.loads((dense_dir / "metadata.json").read_text())
+    dense_ms = dense_latency(dense_meta, out_root)["fused"]
+    table = rows(manifests, dense_meta, dense_ms, gpu)
+    table = table[:1] + sorted(table[1:] + carried, key=lambda r: r["name"])
+    if carried and earlier and "dense" in earlier:
+        # The carried rows' speed-ups are against the earlier run's dense timing, and the GPU timing file (if any)
+        # went with the earlier folder: the dense row keeps those columns, the built rows' ratios are their own.
+        kept = ("ort_ms", "ort_speedup") + (("gpu_ms", "gpu_speedup") if gpu is None else ())
+        table[0].update({c: earlier["dense"][c] for c in kept})
+    return SweepResults(table, manifests, carried, dense_ms)
+
+
 TEXT_COLUMNS = ("name", "method", "granularity")
 
 
 def read_rows(csv_path: str | Path) -> dict:
-    """name -> row of a results CSV written by `write_table`, with the types `rows` gives them."""
+    """name -> row of a results CSV (analysis.sweep_report.write_table), with the types `rows` gives them."""
     path = Path(csv_path)
     if not path.is_file():
         raise UserError(f"no results CSV to carry rows from: {path}")
@@ -234,113 +314,3 @@ def _metric_cols(metrics: dict) -> dict:
     return {"mAP": get("fused", "mAP"), "NDS": get("fused", "NDS"), "mAP_cam_lost": get("camera_lost", "mAP"),
             "NDS_cam_lost": get("camera_lost", "NDS"), "mAP_lidar_lost": get("lidar_lost", "mAP"),
             "NDS_lidar_lost": get("lidar_lost", "NDS")}
-
-
-def write_table(table: list, csv_path: Path, md_path: Path, title: str, notes: list = ()) -> None:
-    """The CSV, and the Markdown table followed by `notes` (Markdown lines)."""
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(table)
-    lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in table:
-        lines.append("| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |")
-    md_path.write_text("\n".join([*lines, "", *notes]) + "\n")
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
-                  ship_root: Path | None = None, max_nds_loss: float = 0.05, min_step_gain: float = 0.10) -> Profile:
-    """The node's profile: its latency ladder, then the fallbacks for sensor loss.
-
-    The ladder is the Pareto front (accuracy vs latency) over the fused graphs *and* the LiDAR-only graphs of the
-    dense model and every channel-pruned variant, most accurate first: with both sensors working the policy may
-    step down to either kind (a LiDAR-only graph is judged by its camera-lost accuracy, which is what it computes).
-    A graph more than `max_nds_loss` below the dense fused NDS is no step: a fast detector that misses what the
-    dense one finds is not what a budget should buy. Steps closer than `min_step_gain` in latency are thinned out
-    (`thin_ladder`). Then the most accurate LiDAR-only graph (camera loss) and
-    camera-only graph (LiDAR loss) when the ladder lacks them. Camera-only graphs are never latency steps (the
-    policy uses them only without LiDAR).
-
-    With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses,
-    manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own folder holds
-    evaluation output and every variant, far more than a package should carry."""
-    dense_meta = json.loads((dense_dir / "metadata.json").read_text())
-    candidates = [{"name": "dense", "folder": dense_dir, "metrics": dense_meta["metrics"],
-                   "complexity": dense_meta["complexity"], "method": "dense", "sparsity": 0.0, "granularity": "none",
-                   "latency": dense_latency(dense_meta, variants_root)}]
-    for m in manifests:
-        if m["granularity"] == "channel" and m["seed"] == 0:
-            candidates.append({"name": m["name"], "folder": variants_root / m["name"], "metrics": m["metrics"],
-                               "complexity": m["complexity"], "method": m["method"], "sparsity": m["sparsity"],
-                               "granularity": m["granularity"],
-                               "latency": {k: v["median_ms"] for k, v in m["latency_ms"]["ort-cpu-2t"].items()}})
-    nds = lambda c, condition: c["metrics"].get(condition, {}).get("NDS", -1.0)  # noqa: E731
-    floor = nds(candidates[0], "fused") - max_nds_loss
-    graphs = [(c, mode, nds(c, condition)) for c in candidates for mode, condition in LADDER
-              if nds(c, condition) >= floor]
-    front = []
-    for c, mode, score in sorted(graphs, key=lambda g: (g[0]["latency"][g[1]], -g[2])):
-        if not front or score > front[-1][2]:
-            front.append((c, mode, score))
-    front.sort(key=lambda g: -g[2])
-    chosen = [(c, mode) for c, mode, _ in thin_ladder(front, lambda g: g[0]["latency"][g[1]], min_step_gain)]
-    for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):
-        best = max(candidates, key=lambda c: nds(c, condition))
-        if (best, mode) not in chosen:
-            chosen.append((best, mode))
-    if ship_root is not None:
-        keep = {c["name"] for c, _ in chosen}
-        for stale in Path(ship_root).glob("*/manifest.json"):  # variants an earlier sweep shipped, no longer chosen
-            if stale.parent.name not in keep:
-                shutil.rmtree(stale.parent)
-        chosen = [(_ship(c, [m for c2, m in chosen if c2 is c], Path(ship_root)), mode) for c, mode in chosen]
-    rel = lambda p: os.path.relpath(p, profile_path.parent)  # noqa: E731
-    variants = [Variant(name=f"{c['name']}-{mode}", modality=mode, onnx=rel(c["folder"] / f"{mode}.onnx"),
-                        checkpoint=rel(c["folder"] / "model.pt"), method=c["method"], sparsity=c["sparsity"],
-                        granularity=c["granularity"], params_m=c["complexity"].get("params_m", 0.0),
-                        gflops=c["complexity"].get(mode, {}).get("gflops", 0.0),
-                        metrics={k: {"mAP": v["mAP"], "NDS": v["NDS"]} for k, v in c["metrics"].items()},
-                        latency_ms={"ort-cpu-2t": c["latency"][mode]},
-                        sha256=sha256(c["folder"] / f"{mode}.onnx")) for c, mode in chosen]
-    profile = Profile(name=profile_path.stem, variants=variants, detector=rel(dense_dir / "detector.yaml"))
-    profile_path.parent.mkdir(parents=True, exist_ok=True)
-    save_profile(profile, profile_path)
-    return profile
-
-
-def thin_ladder(front: list, latency, min_step_gain: float) -> list:
-    """Keep the steps of a Pareto front (most accurate first) that are each at least `min_step_gain` (a fraction)
-    faster than the step kept above them; both ends always stay unless the fastest is within the gain of the top.
-
-    Why: a step whose latency is within the timing noise of its neighbour buys the policy nothing when it steps
-    down, yet it ships a model and makes the ladder change between two re-timings of the same graphs. Two full
-    re-timings of the sweep's graphs disagreed by up to 8.7 % (90th percentile) per ratio, hence the default 10 %.
-    Going down from the top, the first step past the gain is the most accurate one there, so no accuracy is lost
-    at any latency the thinned ladder can reach."""
-    if not front:
-        return []
-    kept = [front[0]]
-    fastest = front[-1]
-    for step in front[1:-1]:
-        if (latency(step) <= latency(kept[-1]) * (1 - min_step_gain)
-                and latency(fastest) <= latency(step) * (1 - min_step_gain)):
-            kept.append(step)
-    if len(front) > 1 and latency(fastest) <= latency(kept[-1]) * (1 - min_step_gain):
-        kept.append(fastest)
-    return kept
-
-
-def _ship(candidate: dict, modes: list, ship_root: Path) -> dict:
-    """Copy a pruned variant's checkpoint, the graphs in `modes` and its manifest to ship_root/<name> (idempotent:
-    a candidate chosen for two modes is copied once per graph). The dense model already lives in models/."""
-    if candidate["method"] == "dense":
-        return candidate
-    dest = ship_root / candidate["name"]
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in ["model.pt", "manifest.json", *(f"{m}.onnx" for m in modes)]:
-        shutil.copyfile(candidate["folder"] / f, dest / f)
-    return {**candidate, "folder": dest}

@@ -22,6 +22,7 @@ import torch
 
 from ..config import DetectorConfig, load_yaml, to_dict
 from ..data.dataset import Augment, DetectionDataset, build_cache
+from ..data.nusc import require_dataset
 from ..errors import UserError
 from ..export.onnx_export import INPUT_NAMES, export_all, sha256
 from ..model.checkpoint import load_detector, save_detector
@@ -31,7 +32,7 @@ from ..runtime.timing import time_calls
 from ..train import FitHooks, fit, flush_denormals
 from .calibration import PruneContext, calibration_batches
 from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
-from .scorers import get_scorer
+from .scorers import check_method, get_scorer
 from .units import prunable_units
 from .variant_claim import CLAIM, claimed
 
@@ -55,6 +56,22 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class DataOverride:
+    """The data set to score, fine-tune and evaluate on instead of the one in the dense checkpoint's config (e.g.
+    the real nuScenes): fields left None keep the checkpoint's."""
+
+    dataroot: str | None = None
+    version: str | None = None
+
+    def apply(self, cfg: DetectorConfig) -> DetectorConfig:
+        if self.dataroot:
+            cfg.data.dataroot = self.dataroot
+        if self.version:
+            cfg.data.version = self.version
+        return cfg
+
+
+@dataclass(frozen=True)
 class PruneSpec:
     method: str
     sparsity: float
@@ -66,26 +83,36 @@ class PruneSpec:
         return f"{self.method}-{self.granularity}-{round(self.sparsity * 100)}-s{self.seed}"
 
 
-def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
-                  quiet: bool = False, log: Path | None = None) -> dict:
-    """Run (or resume) one variant; returns its manifest. When this call finished it (it was not found finished, nor
-    finished by another worker while this one took the claim), one line {"variant", "seconds", "started",
-    "finished", "pid"} is appended to `log`, covering this call's part of the work (a resumed variant's earlier
-    part is not in it): the times let the sweep's cost report tell parallel workers' throughput from one variant's
-    wall time."""
+def check_spec(spec: PruneSpec) -> None:
+    """Reject an unknown method or granularity, or a sparsity outside (0, 1), naming what is allowed."""
+    check_method(spec.method)
     if spec.granularity not in GRANULARITIES:
         raise UserError(f"unknown granularity {spec.granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     if not 0.0 < spec.sparsity < 1.0:
         raise UserError(f"sparsity must be in (0, 1), got {spec.sparsity}")
+
+
+def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
+                  quiet: bool = False, log: Path | None = None, data: DataOverride | None = None) -> dict:
+    """Run (or resume) one variant; returns its manifest. When this call finished it (it was not found finished, nor
+    finished by another worker while this one took the claim), one line {"variant", "seconds", "started",
+    "finished", "pid"} is appended to `log`, covering this call's part of the work (a resumed variant's earlier
+    part is not in it): the times let the sweep's cost report tell parallel workers' throughput from one variant's
+    wall time. `data`: another data set than the checkpoint's (a missing one is a UserError naming how to make
+    it, raised before the variant folder is claimed)."""
+    check_spec(spec)
     out = Path(out_root) / spec.name
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
         return json.loads(manifest_path.read_text())
+    loaded = load_detector(dense)
+    (data or DataOverride()).apply(loaded[1])
+    require_dataset(loaded[1].data.dataroot, loaded[1].data.version)
     with claimed(out):
         if manifest_path.is_file():  # finished by another worker between the check above and the claim
             return json.loads(manifest_path.read_text())
         started = datetime.now(timezone.utc)
-        manifest = _build(dense, spec, pcfg, out, quiet)
+        manifest = _build(loaded, spec, pcfg, out, quiet)
         manifest_path.write_text(json.dumps(manifest, indent=1))
         (out / "pruned.pt").unlink(missing_ok=True)
         shutil.rmtree(out / "finetune", ignore_errors=True)
@@ -100,9 +127,10 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     return manifest
 
 
-def _build(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: bool) -> dict:
-    """Score, prune, fine-tune (resuming from `out`'s checkpoints), evaluate and export; returns the manifest."""
-    model, cfg, dense_meta = load_detector(dense)
+def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: bool) -> dict:
+    """Score, prune, fine-tune (resuming from `out`'s checkpoints), evaluate and export `loaded` (the dense
+    checkpoint's model, config and metadata); returns the manifest."""
+    model, cfg, dense_meta = loaded
     torch.manual_seed(spec.seed)
     flush_denormals()  # scorers run backward passes through pruned and masked networks too
     train_cache = build_cache(cfg, cfg.data.train_split, quiet=quiet)
@@ -221,6 +249,17 @@ def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg
             "latency_ms": {"ort-cpu-2t": {m: v for m, v in latency.items()}},
             "scoring": scoring, "finetune": finetune, "prune_config": to_dict(pcfg),
             "files": {p.name: sha256(p) for p in [out / "model.pt", *paths.values()]}}
+
+
+def describe(manifest: dict) -> list:
+    """Lines summarising a finished variant: realised sparsity, size, accuracy per condition, CPU latency."""
+    real, size = manifest["sparsity_realised"], manifest["complexity"]
+    lines = [f"{manifest['name']}: realised sparsity {real['overall']:.3f} (camera "
+             f"{real['per_modality'].get('camera', 0):.3f}, LiDAR {real['per_modality'].get('lidar', 0):.3f}), "
+             f"{size['params_m']:.3f} M params, {size['fused']['gflops']:.2f} GFLOPs"]
+    lines += [f"  {cond:<12} mAP {v['mAP']:.4f}  NDS {v['NDS']:.4f}" for cond, v in manifest["metrics"].items()]
+    fused_ms = manifest["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
+    return lines + [f"  ONNX Runtime CPU (2 threads) fused {fused_ms:.1f} ms"]
 
 
 def load_prune_config(path: str | Path | None) -> PruneConfig:
