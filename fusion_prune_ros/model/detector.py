@@ -16,8 +16,8 @@ from ..data.classes import DETECTION_CLASSES
 from .camera import CameraBranch
 from .head import BevBackbone, CenterHead, ConvFuser
 from .lidar import LidarBranch
+from .preprocess import LIDAR_FEATURES
 
-LIDAR_FEATURES = 14  # see preprocess.lidar_bev
 MODES = ("fused", "lidar", "camera")
 
 

@@ -15,46 +15,79 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numba import njit
 
 from ..config import CameraInputConfig, GridConfig
 
+LIDAR_FEATURES = 14  # channels of the pillar pseudo-image (`lidar_bev`)
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 INTENSITY_SCALE = 100.0
 MAX_TIME_LAG = 0.5
+KEY_SWEEP_LAG = 1e-3  # points with a smaller time lag are from the key sweep
 
 
 def lidar_bev(points: np.ndarray, grid: GridConfig) -> np.ndarray:
-    """(N, 5) points (x, y, z, intensity, time lag) -> (14, N, N) float32 pillar features.
+    """(N, 5) float32 points (x, y, z, intensity, time lag) -> (14, N, N) float32 pillar features.
 
     Channels: 0..7 log(1 + count) per height slice; 8 max height (0..1 over [z_min, z_max]); 9 mean and 10 max
     intensity (/100); 11 mean time lag (/0.5 s); 12 log(1 + count); 13 fraction of points from the key sweep.
     Rows index y, columns index x, both increasing, cell i centred at -range + (i + 0.5) * cell.
+
+    One compiled pass over the points accumulates every statistic (a numpy pass per statistic, with scatter-max
+    calls, costs several times more); its arithmetic is numpy's on float32 points (float32, sums in float64), so
+    the features are exactly those numpy computes. Points with a non-finite field are skipped.
     """
     n = grid.lidar_cells
-    out = np.zeros((14, n * n), np.float32)
-    if len(points):
-        pts = points[np.isfinite(points).all(1)]
-        ix = np.floor((pts[:, 0] + grid.bev_range) / grid.lidar_cell).astype(np.int64)
-        iy = np.floor((pts[:, 1] + grid.bev_range) / grid.lidar_cell).astype(np.int64)
-        zn = (pts[:, 2] - grid.z_min) / (grid.z_max - grid.z_min)
-        keep = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n) & (zn >= 0) & (zn < 1)
-        pts, cell, zn = pts[keep], (iy * n + ix)[keep], zn[keep]
-        if len(pts):
-            size = n * n
-            count = np.bincount(cell, minlength=size).astype(np.float32)
-            sl = np.minimum((zn * grid.height_slices).astype(np.int64), grid.height_slices - 1)
-            per_slice = np.bincount(sl * size + cell, minlength=grid.height_slices * size).astype(np.float32)
-            out[:grid.height_slices] = np.log1p(per_slice.reshape(grid.height_slices, size))
-            np.maximum.at(out[8], cell, zn.astype(np.float32))
-            nz = np.maximum(count, 1.0)
-            intensity = pts[:, 3] / INTENSITY_SCALE
-            out[9] = np.bincount(cell, intensity, size) / nz
-            np.maximum.at(out[10], cell, intensity.astype(np.float32))
-            out[11] = np.bincount(cell, pts[:, 4] / MAX_TIME_LAG, size) / nz
-            out[12] = np.log1p(count)
-            out[13] = np.bincount(cell, (pts[:, 4] < 1e-3).astype(np.float64), size) / nz
-    return out.reshape(14, n, n)
+    out = np.zeros((LIDAR_FEATURES, n * n), np.float32)
+    pts = np.ascontiguousarray(points, np.float32)
+    if len(pts):
+        f32 = np.float32
+        counts = _pillar_statistics(pts, out, f32(grid.bev_range), f32(grid.lidar_cell), n, f32(grid.z_min),
+                                    f32(grid.z_max - grid.z_min), grid.height_slices, f32(INTENSITY_SCALE),
+                                    f32(MAX_TIME_LAG), f32(KEY_SWEEP_LAG))
+        occupied = np.flatnonzero(counts[-1])
+        # numpy's float32 log1p, on the occupied cells only
+        out[:grid.height_slices, occupied] = np.log1p(counts[:-1, occupied].astype(np.float32))
+        out[12, occupied] = np.log1p(counts[-1, occupied].astype(np.float32))
+    return out.reshape(LIDAR_FEATURES, n, n)
+
+
+@njit(cache=True, nogil=True)
+def _pillar_statistics(pts, out, bev_range, cell, n, z_min, z_span, slices, intensity_scale, lag_scale, key_lag):
+    """Fills out[8..11, 13] (max height, mean / max intensity, mean lag, key-sweep fraction); returns the point
+    counts per height slice and cell (slices + 1, n * n), the last row the total."""
+    size = n * n
+    counts = np.zeros((slices + 1, size), np.int32)
+    sums = np.zeros((3, size), np.float64)  # intensity, time lag, key-sweep points
+    top = np.float32(slices)
+    for p in range(pts.shape[0]):
+        x, y, z, intensity, lag = pts[p, 0], pts[p, 1], pts[p, 2], pts[p, 3], pts[p, 4]
+        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z) and np.isfinite(intensity)
+                and np.isfinite(lag)):
+            continue
+        fx = np.floor((x + bev_range) / cell)
+        fy = np.floor((y + bev_range) / cell)
+        zn = (z - z_min) / z_span
+        if not (fx >= 0 and fx < n and fy >= 0 and fy < n and zn >= 0 and zn < 1):
+            continue
+        c = int(fy) * n + int(fx)
+        counts[min(int(zn * top), slices - 1), c] += 1
+        counts[slices, c] += 1
+        out[8, c] = max(out[8, c], zn)
+        scaled = intensity / intensity_scale
+        out[10, c] = max(out[10, c], scaled)
+        sums[0, c] += scaled
+        sums[1, c] += lag / lag_scale
+        if lag < key_lag:
+            sums[2, c] += 1.0
+    for c in range(size):
+        if counts[slices, c]:
+            nz = np.float64(np.float32(counts[slices, c]))
+            out[9, c] = sums[0, c] / nz
+            out[11, c] = sums[1, c] / nz
+            out[13, c] = sums[2, c] / nz
+    return counts
 
 
 @dataclass(frozen=True)
