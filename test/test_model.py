@@ -86,8 +86,8 @@ def test_decoder_round_trip(cfg):
     """targets -> (perfect) head outputs -> decode -> the same boxes."""
     boxes, labels = _boxes(), np.array([0, 8, 5])
     heat, reg, _, _ = build_targets(boxes, labels, cfg.grid)
-    logits = torch.from_numpy(np.where(heat == 1.0, 10.0, -10.0).astype(np.float32))[None]
-    (det,) = decode(logits, torch.from_numpy(reg)[None], cfg.grid, DecodeConfig(score_threshold=0.5))
+    logits = np.where(heat == 1.0, 10.0, -10.0).astype(np.float32)[None]
+    (det,) = decode(logits, reg[None], cfg.grid, DecodeConfig(score_threshold=0.5))
     order = np.argsort(det.boxes[:, 0])
     expected = boxes[np.argsort(boxes[:, 0])]
     expected[:, 7:9] = np.nan_to_num(expected[:, 7:9])
@@ -183,7 +183,7 @@ def test_base_config_fits_the_cpu_budget():
 
 
 def test_circle_nms_is_the_greedy_per_class_rule():
-    """The vectorised NMS keeps exactly what the textbook greedy loop keeps: a box survives when no higher-scoring
+    """The compiled NMS keeps exactly what the textbook greedy loop keeps: a box survives when no higher-scoring
     kept box of its class lies within the class radius."""
     from fusion_prune_ros.data.classes import DETECTION_CLASSES
     from fusion_prune_ros.detections import Detections

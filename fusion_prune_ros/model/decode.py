@@ -1,12 +1,16 @@
 """Head outputs -> `Detections`: heatmap peaks (3x3 max-pool), top-K, per-class score thresholds, boxes in the
-LiDAR frame, optional circle NMS. Runs outside the exported network (numpy + torch), identical everywhere."""
+LiDAR frame, optional circle NMS. Runs outside the exported network, the same for every backend.
+
+numpy on one frame's (10, H, W) maps, and one compiled loop for the greedy NMS: per frame this is a few
+element-wise passes over the heatmap and work on the few candidates above the threshold, with no torch kernels
+(whose thread pool competed with the inference runtime's for the same two cores) and no Python loop over boxes.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from numba import njit
 
 from ..config import GridConfig
 from ..data.classes import DETECTION_CLASSES
@@ -24,51 +28,88 @@ class DecodeConfig:
     class_thresholds: dict = field(default_factory=dict)  # class name -> threshold overriding score_threshold
     circle_nms: bool = True
 
+    def thresholds(self) -> np.ndarray:
+        """(classes,) float32 score threshold per class."""
+        return np.array([self.class_thresholds.get(n, self.score_threshold) for n in DETECTION_CLASSES], np.float32)
 
-def decode(heatmap_logits: torch.Tensor, regression: torch.Tensor, grid: GridConfig,
+
+def decode(heatmap_logits: np.ndarray, regression: np.ndarray, grid: GridConfig,
            cfg: DecodeConfig = DecodeConfig()) -> list:
-    """(B, 10, H, H) logits and (B, 10, H, H) regression -> a list of B Detections."""
-    heat = torch.sigmoid(heatmap_logits.float())
-    peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
-    b, c, h, w = peaks.shape
-    k = min(cfg.top_k, c * h * w)
-    scores, index = peaks.view(b, -1).topk(k)
-    thresholds = torch.tensor([cfg.class_thresholds.get(n, cfg.score_threshold) for n in DETECTION_CLASSES])
-    out = []
-    for i in range(b):
-        label = index[i] // (h * w)
-        cell = index[i] % (h * w)
-        keep = scores[i] >= thresholds[label]
-        label, cell, score = label[keep], cell[keep], scores[i][keep]
-        iy, ix = cell // w, cell % w
-        r = regression[i][:, iy, ix].float()
-        boxes = torch.stack([
-            (ix + r[0]) * grid.head_cell - grid.bev_range, (iy + r[1]) * grid.head_cell - grid.bev_range, r[2],
-            r[3].exp(), r[4].exp(), r[5].exp(), torch.atan2(r[6], r[7]), r[8], r[9]], 1)
-        det = Detections(boxes.numpy().astype(np.float32), score.numpy().astype(np.float32),
-                         label.numpy().astype(np.int64))
-        out.append(circle_nms(det) if cfg.circle_nms else det)
+    """(B, 10, H, W) logits and (B, 10, H, W) regression (float32 arrays) -> a list of B Detections."""
+    heat = np.asarray(heatmap_logits, np.float32)
+    reg = np.asarray(regression, np.float32)
+    thresholds = cfg.thresholds()
+    return [decode_frame(h, r, grid, cfg, thresholds) for h, r in zip(heat, reg)]
+
+
+def decode_frame(logits: np.ndarray, reg: np.ndarray, grid: GridConfig, cfg: DecodeConfig,
+                 thresholds: np.ndarray) -> Detections:
+    """One frame's (10, H, W) logits and regression -> Detections, highest score first (ties: lower class, then
+    row-major cell, first)."""
+    heat = 1.0 / (1.0 + np.exp(-logits))
+    c, h, w = heat.shape
+    flat = np.where(_max_pool3(heat) == heat, heat, 0).ravel()
+    # Only values at or above the lowest threshold can survive top-K and the thresholds; keeping them first and
+    # taking the top K among them selects what a top-K over the whole map followed by the thresholds selects.
+    index = np.flatnonzero(flat >= thresholds.min())
+    index = index[np.argsort(-flat[index], kind="stable")[:min(cfg.top_k, c * h * w)]]
+    label, cell = np.divmod(index, h * w)
+    score = flat[index]
+    keep = score >= thresholds[label]
+    label, cell, score = label[keep], cell[keep], score[keep]
+    iy, ix = np.divmod(cell, w)
+    r = reg[:, iy, ix]
+    cell_size, offset = np.float32(grid.head_cell), np.float32(grid.bev_range)
+    boxes = np.stack([(ix.astype(np.float32) + r[0]) * cell_size - offset,
+                      (iy.astype(np.float32) + r[1]) * cell_size - offset, r[2], np.exp(r[3]), np.exp(r[4]),
+                      np.exp(r[5]), np.arctan2(r[6], r[7]), r[8], r[9]], 1).astype(np.float32)
+    det = Detections(boxes, score.astype(np.float32), label.astype(np.int64))
+    return circle_nms(det) if cfg.circle_nms else det
+
+
+def _max_pool3(x: np.ndarray) -> np.ndarray:
+    """3x3 max over the last two axes, stride 1, the border padded with -inf (torch's max_pool2d(x, 3, 1, 1))."""
+    rows = x.copy()
+    np.maximum(rows[..., :-1], x[..., 1:], out=rows[..., :-1])
+    np.maximum(rows[..., 1:], x[..., :-1], out=rows[..., 1:])
+    out = rows.copy()
+    np.maximum(out[..., :-1, :], rows[..., 1:, :], out=out[..., :-1, :])
+    np.maximum(out[..., 1:, :], rows[..., :-1, :], out=out[..., 1:, :])
     return out
 
 
-def circle_nms(det: Detections) -> Detections:
-    """Per class, greedily drop detections whose centre lies within the class radius of a higher-scoring one.
+NMS_RADIUS_SQ = np.array([NMS_RADIUS[n] ** 2 for n in DETECTION_CLASSES], np.float64)
 
-    The pairwise distances are one numpy matrix per class; only the greedy pass is a Python loop (n <= top_k), so an
-    untrained or noisy head with hundreds of candidates costs about a millisecond, not hundreds."""
-    keep = np.zeros(len(det), bool)
+
+def circle_nms(det: Detections) -> Detections:
+    """Per class, greedily drop detections whose centre lies within the class radius of a higher-scoring one."""
     order = np.argsort(-det.scores, kind="stable")
-    for label in np.unique(det.labels):
-        radius = NMS_RADIUS[DETECTION_CLASSES[label]]
-        idx = order[det.labels[order] == label]
-        if radius <= 0:
-            keep[idx] = True
-            continue
-        xy = det.boxes[idx, :2].astype(np.float64)
-        near = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1) <= radius ** 2
-        suppressed = np.zeros(len(idx), bool)
-        for i in range(len(idx)):
-            if not suppressed[i]:
-                keep[idx[i]] = True
-                suppressed |= near[i]
+    keep = _greedy_circle_keep(det.boxes[:, :2].astype(np.float64), det.labels.astype(np.int64), NMS_RADIUS_SQ,
+                               order)
     return det.select(keep)
+
+
+@njit(cache=True, nogil=True)
+def _greedy_circle_keep(xy, labels, radius_sq, order):
+    """Visiting detections by descending score, keep one unless a kept detection of its class lies within the
+    class radius (a radius of 0 keeps the whole class)."""
+    keep = np.zeros(len(labels), np.bool_)
+    kept = np.empty(len(order), np.int64)
+    n_kept = 0
+    for i in order:
+        r2 = radius_sq[labels[i]]
+        suppressed = False
+        if r2 > 0:
+            for k in range(n_kept):
+                j = kept[k]
+                if labels[j] == labels[i]:
+                    dx = xy[i, 0] - xy[j, 0]
+                    dy = xy[i, 1] - xy[j, 1]
+                    if dx * dx + dy * dy <= r2:
+                        suppressed = True
+                        break
+        if not suppressed:
+            keep[i] = True
+            kept[n_kept] = i
+            n_kept += 1
+    return keep

@@ -16,10 +16,11 @@ CONDITIONS = {"fused": (1.0, 1.0), "camera_lost": (1.0, 0.0), "lidar_lost": (0.0
 
 
 def torch_runner(model: torch.nn.Module) -> Callable:
-    """batch -> (heatmap logits, regression) for the fused graph (presence from the batch)."""
+    """batch -> (heatmap logits, regression) as numpy arrays for the fused graph (presence from the batch)."""
     def run(batch):
         with torch.no_grad():
-            return model(batch["lidar_bev"], batch["images"], batch["cam_grid"], batch["presence"])
+            heat, reg = model(batch["lidar_bev"], batch["images"], batch["cam_grid"], batch["presence"])
+        return heat.cpu().numpy(), reg.cpu().numpy()
     return run
 
 
