@@ -18,11 +18,9 @@ from ..config import DetectorConfig
 from ..errors import UserError
 from ..model.detector import FusionDetector
 from ..model.flops import example_inputs, graph
+from ..model.graph_io import INPUT_NAMES, OUTPUT_NAMES
 
 OPSET = 18
-INPUT_NAMES = {"fused": ["lidar_bev", "images", "cam_grid", "presence"], "lidar": ["lidar_bev"],
-               "camera": ["images", "cam_grid"]}
-OUTPUT_NAMES = ["heatmap_logits", "regression"]
 
 
 def export_onnx(model: FusionDetector, cfg: DetectorConfig, mode: str, path: str | Path) -> Path:

@@ -8,18 +8,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import DetectorConfig
-from .detector import LIDAR_FEATURES, FusionDetector, SingleModality
+from .detector import FusionDetector, SingleModality
+from .graph_io import INPUT_NAMES, input_shapes
 
 
 def example_inputs(cfg: DetectorConfig, batch: int = 1, n_cameras: int = 6) -> dict:
-    """Zero-valued inputs of the right shapes for each graph (export, FLOP counting, benchmarks)."""
-    g, c = cfg.grid, cfg.camera
-    f, z = g.fused_cells, len(g.lift_heights)
-    lidar = torch.zeros(batch, LIDAR_FEATURES, g.lidar_cells, g.lidar_cells)
-    images = torch.zeros(batch * n_cameras, 3, c.height, c.width)
-    grid = torch.zeros(batch, f, f * z, 2)
-    presence = torch.ones(batch, 2)
-    return {"fused": (lidar, images, grid, presence), "lidar": (lidar,), "camera": (images, grid)}
+    """Zero-valued inputs of the right shapes for each graph (export, FLOP counting, benchmarks); presence ones."""
+    tensors = {name: torch.zeros(shape) for name, shape in input_shapes(cfg, batch, n_cameras).items()}
+    tensors["presence"] += 1
+    return {mode: tuple(tensors[name] for name in names) for mode, names in INPUT_NAMES.items()}
 
 
 def graph(model: FusionDetector, mode: str) -> torch.nn.Module:

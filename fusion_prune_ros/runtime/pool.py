@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from ..config import DetectorConfig
-from ..model.flops import example_inputs
+from ..model.graph_io import zero_inputs
 from .backends import Backend, Session
 from .profile import Profile
 
@@ -40,8 +40,7 @@ class VariantPool:
         self.backend = backend
         self.sessions: dict[str, Session] = {}
         before, start = rss_mb(), time.time()
-        inputs = {k: v.numpy() for mode, tensors in example_inputs(cfg).items() if mode == "fused"
-                  for k, v in zip(("lidar_bev", "images", "cam_grid", "presence"), tensors)}
+        inputs = zero_inputs(cfg)
         for v in profile.variants:
             checkpoint = profile.path(v.checkpoint) if v.checkpoint else None
             session = backend.load(profile.path(v.onnx), v.modality, checkpoint)

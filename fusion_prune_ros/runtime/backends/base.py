@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...export.onnx_export import INPUT_NAMES
+from ...model.graph_io import INPUT_NAMES
 
 
 class Session(ABC):
