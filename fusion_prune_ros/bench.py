@@ -2,9 +2,12 @@
 
 - network: per variant of a profile and per backend available here, median / p95 of the graph alone, and the
   ratio against the dense fused graph measured in the same run;
-- frame: the whole frame through the pipeline on real frames of a bag (preprocessing, network, decoding) and the
-  node's overhead (everything but the network) as a ratio of network time;
-- switch: the first frame after a variant switch against steady state (all variants are warm in the pool);
+- frame: per variant, whole frames of a bag through the node's core (cloud assembly, preprocessing, network,
+  decoding): p50 / p95, the network's share, the node's overhead (everything but the network) as a ratio of the
+  network's time and of the dense fused network's, and the frame time as a ratio of the dense fused model's frame
+  time, timed in alternating rounds in the same run;
+- start: process start to a core with every variant loaded and warm (imports included);
+- switch: the first run after a variant switch against steady state (all variants are warm in the pool);
 - DDS: delivery of 1 MB best-effort PointCloud2 messages between two processes on loopback, with and without the
   shipped Fast DDS profile.
 No timing is asserted anywhere in the tests; this is where timings live.
@@ -15,16 +18,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .config import DetectorConfig, load_yaml
-from .export.onnx_export import INPUT_NAMES
-from .model.flops import example_inputs
+from .model.graph_io import zero_inputs
 from .runtime.backends import available_kinds, create_backend
-from .runtime.profile import load_profile
+from .runtime.profile import Profile, Variant, load_profile, save_profile
 from .runtime.timing import time_calls
 
 
@@ -45,7 +48,7 @@ def graphs(profile) -> list:
 def network_table(profile_path: str, iterations: int, backends: list) -> list:
     profile = load_profile(profile_path)
     cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
-    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    inputs = zero_inputs(cfg)
     rows = []
     for kind, device in backends:
         backend = create_backend(kind, device, threads=2)
@@ -61,31 +64,69 @@ def network_table(profile_path: str, iterations: int, backends: list) -> list:
     return rows
 
 
-def frame_table(profile_path: str, bag: str, frames: int) -> list:
-    """Whole frames of a bag through the node's core (no DDS): stage times per variant."""
+def frame_table(profile_path: str, bag: str, frames: int, rounds: int = 2) -> list:
+    """Whole frames of a bag through the node's core (no DDS, no sync wait: the frame time here is the processing,
+    not the wait for late images), per graph of `graphs`: each replays the bag alone (a profile of that graph only)
+    in turn, `rounds` times, so that a change of load on the machine hits every graph alike."""
     from .bag.replay import replay
     from .runtime.core import CoreConfig
     from .runtime.feeder import FeederConfig
     from .runtime.policy import PolicyConfig
 
     profile = load_profile(profile_path)
+    listed = graphs(profile)
+    samples = {name: ([], []) for name, *_ in listed}
+    with tempfile.TemporaryDirectory(prefix="bench_frames_") as tmp:
+        for r in range(rounds):
+            for i, (name, modality, onnx, checkpoint, _) in enumerate(listed):
+                single = Path(tmp) / f"graph{i}.yaml"
+                save_profile(Profile(profile.name, [Variant(name, modality, str(onnx), str(checkpoint or ""))],
+                                     str(profile.path(profile.detector))), single)
+                core_cfg = CoreConfig(profile=str(single), backend="onnxruntime", device="cpu",
+                                      policy=PolicyConfig(latency_budget_ms=1e6, override=name))
+                _, record = replay(bag, core_cfg, Path(tmp) / f"out{r}-{i}", no_drop=True, quiet=True,
+                                   feeder_cfg=FeederConfig(sync_wait_s=0.0))
+                ran = [f for f in record.frames if f["variant"] == name][:frames]
+                samples[name][0].extend(f["latency_ms"] for f in ran)
+                samples[name][1].extend(f["network_ms"] for f in ran)
+    dense = next((name for name, modality, *_ in listed if name.startswith("dense") and modality == "fused"), None)
+    dense_frame = float(np.median(samples[dense][0])) if dense and samples[dense][0] else float("nan")
+    dense_network = float(np.median(samples[dense][1])) if dense and samples[dense][1] else float("nan")
     rows = []
-    for v in profile.variants:
-        core_cfg = CoreConfig(profile=profile_path, backend="onnxruntime", device="cpu",
-                              policy=PolicyConfig(latency_budget_ms=1e6, override=v.name))
-        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_{os.getpid()}_{v.name}"
-        # No sync wait: the frame time here is the processing, not the wait for late images.
-        core, record = replay(bag, core_cfg, out, no_drop=True, quiet=True, feeder_cfg=FeederConfig(sync_wait_s=0.0))
-        stages = [f for f in record.frames if f["variant"] == v.name][:frames]
-        if not stages:
+    for name, modality, *_ in listed:
+        total, network = (np.array(x) for x in samples[name])
+        if not len(total):
             continue
-        total = np.array([f["latency_ms"] for f in stages])
-        network = np.array([f["network_ms"] for f in stages])
-        rows.append({"variant": v.name, "frames": len(stages), "frame_median_ms": round(float(np.median(total)), 1),
+        overhead = float(np.median(total - network))
+        rows.append({"variant": name, "modality": modality, "frames": len(total),
+                     "frame_p50_ms": round(float(np.median(total)), 1),
                      "frame_p95_ms": round(float(np.percentile(total, 95)), 1),
-                     "network_median_ms": round(float(np.median(network)), 1),
-                     "overhead_ratio": round(float(np.median(total - network) / np.median(network)), 2)})
+                     "network_p50_ms": round(float(np.median(network)), 1), "overhead_p50_ms": round(overhead, 1),
+                     "overhead_vs_network": round(overhead / float(np.median(network)), 2),
+                     "overhead_vs_dense_network": round(overhead / dense_network, 2),
+                     "frame_vs_dense": round(float(np.median(total)) / dense_frame, 2)})
     return rows
+
+
+START_PROBE = """
+import sys
+from fusion_prune_ros.runtime.core import CoreConfig, DetectorCore
+DetectorCore(CoreConfig(profile=sys.argv[1], backend="onnxruntime", device="cpu"))
+print("ready", flush=True)
+"""
+
+
+def start_time(profile_path: str) -> dict:
+    """Seconds from starting a Python process to a core with every variant of the profile loaded and warm: what
+    the node spends between its launch and being able to run a frame (ROS set-up aside)."""
+    t0 = time.perf_counter()
+    probe = subprocess.Popen([sys.executable, "-c", START_PROBE, str(profile_path)], stdout=subprocess.PIPE,
+                             text=True)
+    line = probe.stdout.readline()
+    seconds = time.perf_counter() - t0
+    if probe.wait(timeout=120) or line.strip() != "ready":
+        raise RuntimeError(f"the start probe failed (exit code {probe.returncode})")
+    return {"process_start_to_ready_s": round(seconds, 2), "variants": len(load_profile(profile_path).variants)}
 
 
 def switch_cost(profile_path: str, iterations: int = 20) -> dict:
@@ -95,7 +136,7 @@ def switch_cost(profile_path: str, iterations: int = 20) -> dict:
     from .runtime.pool import VariantPool
 
     pool = VariantPool(profile, create_backend("onnxruntime", "cpu", threads=2), cfg)
-    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
+    inputs = zero_inputs(cfg)
     names = profile.names()
     first, steady = [], []
     for i in range(iterations):
@@ -109,7 +150,9 @@ def switch_cost(profile_path: str, iterations: int = 20) -> dict:
         pool[b].run(inputs)
         steady.append((time.perf_counter() - t0) * 1e3)
     return {"first_after_switch_median_ms": round(float(np.median(first)), 2),
-            "steady_median_ms": round(float(np.median(steady)), 2), "pool_load_s": pool.report.seconds,
+            "first_after_switch_p95_ms": round(float(np.percentile(first, 95)), 2),
+            "steady_median_ms": round(float(np.median(steady)), 2),
+            "steady_p95_ms": round(float(np.percentile(steady, 95)), 2), "pool_load_s": pool.report.seconds,
             "rss_with_all_variants_mb": pool.report.rss_after_mb, "rss_before_mb": pool.report.rss_before_mb}
 
 
@@ -187,8 +230,9 @@ def run_bench(profile: str, bag: str | None, out: Path, iterations: int = 30, fr
     sections = [markdown("Network latency per variant and backend (batch 1)", network_table(profile, iterations,
                                                                                                kinds))]
     if bag:
-        sections.append(markdown("Whole frame through the node's pipeline (ONNX Runtime CPU, 2 threads)",
+        sections.append(markdown("Whole frame through the node's core (ONNX Runtime CPU, 2 threads)",
                                  frame_table(profile, bag, frames)))
+    sections.append(markdown("Process start to a core with every variant loaded and warm", [start_time(profile)]))
     sections.append(markdown("Variant switch cost (all variants loaded and warm)", [switch_cost(profile)]))
     if dds:
         sections.append(markdown("DDS delivery of 1 MB best-effort PointCloud2 at 10 Hz, two processes, loopback",
