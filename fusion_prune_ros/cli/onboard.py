@@ -27,7 +27,8 @@ def _replay(args) -> None:
     out = Path(args.out)
     if out.exists():
         raise UserError(f"output folder already exists: {out}")
-    core, record = replay(args.bag, cfg, out, scenario, no_drop=args.no_drop, quiet=args.quiet, loops=args.loops)
+    core, record = replay(args.bag, cfg, out, scenario, no_drop=args.no_drop, quiet=args.quiet, loops=args.loops,
+                          rate=args.rate)
     metrics = score(record, scenario, args.dataroot, args.version, args.split, out) if args.dataroot else None
     results = write_results(core, record, metrics, out)
     timeline_plot(record, core, out / "timeline.png", f"{Path(args.bag).name}, scenario {scenario.name}")
@@ -36,9 +37,10 @@ def _replay(args) -> None:
 
 def add_replay(sub) -> None:
     p = command(sub, "replay", _replay, "play a bag through the node's pipeline in-process (no DDS), and score it",
-                "Drive the node's own logic on the bag's clock: real compute time counts (a sweep arriving while the "
-                "previous frame runs is dropped, with a reason) unless --no-drop. A scenario YAML scripts budget "
-                "changes, blackouts and flapping. Writes output_bag/, replay.json and timeline.png.")
+                "Drive the node's own feeder and core with the bag's messages as a player at --rate delivers them: "
+                "real compute time counts (a sweep replaced while the worker is busy is dropped, with a reason) "
+                "unless --no-drop. A scenario YAML scripts budget changes, blackouts and flapping. Writes "
+                "output_bag/, replay.json and timeline.png.")
     p.add_argument("--bag", required=True)
     p.add_argument("--profile", required=True)
     p.add_argument("--out", required=True)
@@ -47,6 +49,8 @@ def add_replay(sub) -> None:
     _add_runtime_flags(p)
     p.add_argument("--no-drop", action="store_true", help="process every sweep (accuracy-only runs)")
     p.add_argument("--loops", type=int, default=1, help="play the bag this many times on one continuous clock")
+    p.add_argument("--rate", type=float, default=1.0, help="the player's rate the node is fed at (predicts a "
+                                                           "`ros2 bag play --rate` run)")
     p.add_argument("--score-threshold", type=float, default=0.05,
                    help="lowest published score (default: the evaluation threshold; the live node uses 0.3)")
     p.add_argument("--dataroot", help="nuScenes data root of the bag, to score the replay")
