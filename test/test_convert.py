@@ -284,6 +284,20 @@ def test_jpeg_with_zero_padding_after_end_marker():
     assert compressed_to_rgb(compressed_msg("jpeg", data)).shape == SMOOTH.shape
 
 
+@pytest.mark.parametrize("reduction", [2, 4, 8])
+def test_jpeg_decoded_smaller_is_the_image_at_that_scale(reduction):
+    """A reduced decode has ceil(H / r) x ceil(W / r) pixels showing what the full image shows at that scale; a PNG
+    is decoded in full whatever the reduction."""
+    rgb = np.ascontiguousarray(np.repeat(np.repeat(SMOOTH, 3, 0), 3, 1)[:-1])  # odd sizes: rounding up is seen
+    full = compressed_to_rgb(compressed_msg("jpeg", encode(".jpg", rgb)))
+    small = compressed_to_rgb(compressed_msg("jpeg", encode(".jpg", rgb)), reduction)
+    h, w = rgb.shape[:2]
+    assert small.shape == (-(-h // reduction), -(-w // reduction), 3) and small.dtype == np.uint8
+    expected = cv2.resize(full, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - expected).mean() < 6
+    np.testing.assert_array_equal(compressed_to_rgb(compressed_msg("png", encode(".png", rgb)), reduction), rgb)
+
+
 BAD_COMPRESSED = {
     "empty": ("jpeg", np.zeros(0, np.uint8), "image_empty"),
     "truncated_jpeg": ("jpeg", encode(".jpg")[:-200], "image_truncated"),

@@ -1,4 +1,5 @@
-"""Pillar statistics and decoding give exactly what the straightforward numpy / torch code gives, on real frames.
+"""Pillar statistics, image normalisation and decoding give exactly what the straightforward numpy / torch code
+gives, on real frames.
 
 The references below are the implementations the compiled ones replaced, kept here as the specification."""
 from pathlib import Path
@@ -14,7 +15,8 @@ from fusion_prune_ros.data.frame import load_frame
 from fusion_prune_ros.detections import Detections
 from fusion_prune_ros.model.decode import DecodeConfig, circle_nms, decode
 from fusion_prune_ros.model.detector import FusionDetector
-from fusion_prune_ros.model.preprocess import camera_grid, camera_images, lidar_bev, normalise_images
+from fusion_prune_ros.model.preprocess import (camera_grid, camera_images, camera_tensor, decode_reduction,
+                                               lidar_bev, normalise_images)
 
 CONFIGS = Path(__file__).parents[1] / "config" / "detector"
 
@@ -99,6 +101,22 @@ def test_pillar_statistics_on_edge_points(cfg):
     np.testing.assert_array_equal(lidar_bev(pts, g), reference_lidar_bev(pts, g))
     empty = np.zeros((0, 5), np.float32)
     np.testing.assert_array_equal(lidar_bev(empty, g), reference_lidar_bev(empty, g))
+
+
+def test_camera_tensor_is_the_normalised_crop_on_real_frames(cfg, frames):
+    for frame in frames:
+        expected = normalise_images(camera_images(frame.images, cfg.camera))
+        np.testing.assert_array_equal(camera_tensor(frame.images, cfg.camera), expected)
+    short = np.full((6, 40, 400, 3), 77, np.uint8)  # shorter than the crop: rows past the image are black
+    np.testing.assert_array_equal(camera_tensor(short, cfg.camera), normalise_images(camera_images(short, cfg.camera)))
+
+
+def test_decode_reduction_keeps_the_network_width(cfg):
+    width = cfg.camera.width
+    for src in (width - 1, width, 2 * width - 1, 2 * width, 1600, 4000, 8 * width, 20 * width):
+        r = decode_reduction(src, cfg.camera)
+        assert r == 1 or (r in (2, 4, 8) and -(-src // r) >= width)
+        assert r == 8 or -(-src // (2 * r)) < width  # the next factor would lose pixels the network uses
 
 
 def _assert_same_detections(got, ref):

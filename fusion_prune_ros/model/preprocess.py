@@ -125,6 +125,31 @@ def normalise_images(images_u8: np.ndarray) -> np.ndarray:
     return np.moveaxis(x, -1, -3)
 
 
+# Per channel, the float32 `normalise_images` gives each uint8 value.
+NORMALISED_VALUES = [((np.arange(256, dtype=np.float32) - IMAGE_MEAN[c]) / IMAGE_STD[c]).reshape(1, 256)
+                     for c in range(3)]
+
+
+def camera_tensor(images: np.ndarray, cfg: CameraInputConfig) -> np.ndarray:
+    """(C, H, W, 3) uint8 RGB -> (C, 3, height, width) float32, the network's image input: exactly
+    normalise_images(camera_images(...)), written channel by channel through a lookup table (the node's path,
+    several times cheaper than the float arithmetic and the transposing copy; training normalises after its
+    float-valued augmentation instead)."""
+    cropped = camera_images(images, cfg)
+    out = np.empty((len(cropped), 3, cfg.height, cfg.width), np.float32)
+    for i, image in enumerate(cropped):
+        for c, plane in enumerate(cv2.split(image)):
+            out[i, c] = cv2.LUT(plane, NORMALISED_VALUES[c])
+    return out
+
+
+def decode_reduction(src_width: int, cfg: CameraInputConfig) -> int:
+    """The largest factor (1, 2, 4 or 8) a JPEG `src_width` wide can be decoded smaller by (`compressed_to_rgb`)
+    while keeping at least the network's image width: the network never sees more pixels than that, and the
+    resize to it then never enlarges."""
+    return next((r for r in (8, 4, 2) if -(-src_width // r) >= cfg.width), 1)
+
+
 def camera_grid(intrinsics: np.ndarray, cam_from_lidar: np.ndarray, present: np.ndarray, src_size: tuple,
                 grid: GridConfig, cam: CameraInputConfig, flip_x: bool = False, flip_y: bool = False) -> np.ndarray:
     """Sampling grid (F, F * Z, 2) for `grid_sample` over the camera features stacked along the height.

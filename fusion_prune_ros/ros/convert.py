@@ -134,6 +134,9 @@ JPEG_END = b"\xff\xd9"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: zero length, type, CRC
 COMPRESSED_CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+# JPEG decoded at 1 / factor of its size: libjpeg scales while decoding, far cheaper than a full decode and a resize.
+JPEG_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
@@ -164,8 +167,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return cv2.cvtColor(pixels, conversion)
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
+def compressed_to_rgb(msg: Any, reduction: int = 1) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG or PNG) -> (H, W, 3) uint8 RGB.
+
+    reduction 2, 4 or 8 decodes a JPEG at that fraction of its size, ceil(H / r) x ceil(W / r) (pixel i covers
+    source pixels [r i, r i + r)), for a network that uses no more pixels (`preprocess.decode_reduction`); the
+    camera's intrinsics then scale by 1 / r. A PNG is always decoded in full.
 
     `format` is read as ROS writes it: a bare codec ("jpeg", "png") or image_transport's
     "<raw encoding>; <codec> compressed bgr8"; an empty format is allowed and the codec is taken from the data.
@@ -190,7 +197,7 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     if not complete:
         raise InputError("image_truncated", f"CompressedImage {actual.upper()} data ({data.size} bytes) has no "
                                             f"end marker: truncated")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, JPEG_REDUCED[reduction] if actual == "jpeg" else cv2.IMREAD_COLOR)
     if image is None:
         raise InputError("image_decode_failed", f"OpenCV could not decode the {actual.upper()} data")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import DetectorConfig
 from ..detections import Detections
 from ..model.decode import DecodeConfig, decode
-from ..model.preprocess import camera_grid, camera_images, lidar_bev, normalise_images
+from ..model.preprocess import camera_grid, camera_tensor, lidar_bev
 from .pool import VariantPool
 
 if TYPE_CHECKING:  # data.frame reads nuScenes through the devkit, which the node never needs
@@ -62,7 +62,7 @@ class Pipeline:
         if modality in ("fused", "lidar"):
             out["lidar_bev"] = lidar_bev(frame.points, self.cfg.grid)[None]
         if modality in ("fused", "camera"):
-            out["images"] = np.ascontiguousarray(normalise_images(camera_images(frame.images, self.cfg.camera)))
+            out["images"] = camera_tensor(frame.images, self.cfg.camera)
             out["cam_grid"] = self._grid(frame)[None]
         if modality == "fused":
             out["presence"] = np.array([[float(frame.lidar_present), float(frame.camera_present.any())]],
