@@ -40,26 +40,28 @@ def lidar_bev(points: np.ndarray, grid: GridConfig) -> np.ndarray:
     """
     n = grid.lidar_cells
     out = np.zeros((LIDAR_FEATURES, n * n), np.float32)
-    pts = np.ascontiguousarray(points, np.float32)
+    pts = np.asarray(points, np.float32)
     if len(pts):
         f32 = np.float32
         counts = _pillar_statistics(pts, out, f32(grid.bev_range), f32(grid.lidar_cell), n, f32(grid.z_min),
                                     f32(grid.z_max - grid.z_min), grid.height_slices, f32(INTENSITY_SCALE),
                                     f32(MAX_TIME_LAG), f32(KEY_SWEEP_LAG))
-        occupied = np.flatnonzero(counts[-1])
+        occupied = np.flatnonzero(counts[:, -1])
         # numpy's float32 log1p, on the occupied cells only
-        out[:grid.height_slices, occupied] = np.log1p(counts[:-1, occupied].astype(np.float32))
-        out[12, occupied] = np.log1p(counts[-1, occupied].astype(np.float32))
+        out[:grid.height_slices, occupied] = np.log1p(counts[occupied, :-1].T.astype(np.float32))
+        out[12, occupied] = np.log1p(counts[occupied, -1].astype(np.float32))
     return out.reshape(LIDAR_FEATURES, n, n)
 
 
 @njit(cache=True, nogil=True)
 def _pillar_statistics(pts, out, bev_range, cell, n, z_min, z_span, slices, intensity_scale, lag_scale, key_lag):
     """Fills out[8..11, 13] (max height, mean / max intensity, mean lag, key-sweep fraction); returns the point
-    counts per height slice and cell (slices + 1, n * n), the last row the total."""
+    counts per cell and height slice (n * n, slices + 1), the last column the total. The accumulators are
+    cell-major, so that a point's updates share cache lines."""
     size = n * n
-    counts = np.zeros((slices + 1, size), np.int32)
-    sums = np.zeros((3, size), np.float64)  # intensity, time lag, key-sweep points
+    counts = np.zeros((size, slices + 1), np.int32)
+    sums = np.zeros((size, 3), np.float64)  # intensity, time lag, key-sweep points
+    peaks = np.zeros((size, 2), np.float32)  # height, intensity
     top = np.float32(slices)
     for p in range(pts.shape[0]):
         x, y, z, intensity, lag = pts[p, 0], pts[p, 1], pts[p, 2], pts[p, 3], pts[p, 4]
@@ -72,21 +74,23 @@ def _pillar_statistics(pts, out, bev_range, cell, n, z_min, z_span, slices, inte
         if not (fx >= 0 and fx < n and fy >= 0 and fy < n and zn >= 0 and zn < 1):
             continue
         c = int(fy) * n + int(fx)
-        counts[min(int(zn * top), slices - 1), c] += 1
-        counts[slices, c] += 1
-        out[8, c] = max(out[8, c], zn)
+        counts[c, min(int(zn * top), slices - 1)] += 1
+        counts[c, slices] += 1
         scaled = intensity / intensity_scale
-        out[10, c] = max(out[10, c], scaled)
-        sums[0, c] += scaled
-        sums[1, c] += lag / lag_scale
+        peaks[c, 0] = max(peaks[c, 0], zn)
+        peaks[c, 1] = max(peaks[c, 1], scaled)
+        sums[c, 0] += scaled
+        sums[c, 1] += lag / lag_scale
         if lag < key_lag:
-            sums[2, c] += 1.0
+            sums[c, 2] += 1.0
     for c in range(size):
-        if counts[slices, c]:
-            nz = np.float64(np.float32(counts[slices, c]))
-            out[9, c] = sums[0, c] / nz
-            out[11, c] = sums[1, c] / nz
-            out[13, c] = sums[2, c] / nz
+        if counts[c, slices]:
+            nz = np.float64(np.float32(counts[c, slices]))
+            out[8, c] = peaks[c, 0]
+            out[9, c] = sums[c, 0] / nz
+            out[10, c] = peaks[c, 1]
+            out[11, c] = sums[c, 1] / nz
+            out[13, c] = sums[c, 2] / nz
     return counts
 
 

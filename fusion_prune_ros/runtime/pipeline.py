@@ -18,6 +18,7 @@ from ..config import DetectorConfig
 from ..detections import Detections
 from ..model.decode import DecodeConfig, decode
 from ..model.preprocess import camera_grid, camera_tensor, lidar_bev
+from .memory import keep_freed_memory
 from .pool import VariantPool
 
 if TYPE_CHECKING:  # data.frame reads nuScenes through the devkit, which the node never needs
@@ -39,6 +40,7 @@ class Pipeline:
         self.pool = pool
         self.decode_cfg = decode_cfg
         self._grids: OrderedDict = OrderedDict()
+        keep_freed_memory()  # a frame's arrays reuse the last frame's memory instead of faulting in fresh pages
         # The compiled kernels of preprocessing and decoding load (or compile) now rather than on the first frame.
         lidar_bev(np.zeros((1, 5), np.float32), cfg.grid)
         empty_map = np.full((1, 10, cfg.grid.head_cells, cfg.grid.head_cells), -10.0, np.float32)
