@@ -125,7 +125,8 @@ def add_demo(sub) -> None:
     p.add_argument("--scenario", help="default: config/scenarios/demo.yaml")
     p.add_argument("--in-process", action="store_true", help="replay in-process (no DDS)")
     p.add_argument("--scene-seconds", type=float, default=20.0)
-    p.add_argument("--rate", type=float, default=0.5, help="bag playback rate over DDS (the node follows /clock)")
+    p.add_argument("--rate", type=float, default=0.25, help="bag playback rate over DDS (the node follows /clock), "
+                                                            "and of the in-process replay beside it")
     _add_runtime_flags(p)
     add_quiet(p)
 
