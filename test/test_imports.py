@@ -27,8 +27,6 @@ def test_the_inference_path_imports_no_evaluation_or_training_code(module):
     _assert_inference_only(_modules_after(f"import fusion_prune_ros.{module}"))
 
 
-@pytest.mark.xfail(strict=True, reason="runtime.assembler imports data.frame, which imports the nuScenes devkit "
-                                       "(and with it scikit-learn and matplotlib) at module level")
 @pytest.mark.parametrize("module", ["runtime.core", "ros.node"])
 def test_the_node_imports_no_evaluation_or_training_code(module):
     if module == "ros.node":

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from nuscenes.utils.data_classes import LidarPointCloud
 
 from ..errors import UserError
 from ..geometry import make_transform
@@ -54,6 +53,10 @@ def load_frame(nusc, sample_token: str, n_sweeps: int) -> FrameInputs:
     if lidar_sd is None:
         raise UserError(f"sample {sample_token} has no {LIDAR} data")
     sensor_file(nusc, lidar_sd)
+    # Imported here: the node imports FrameInputs from this module and must not load the devkit (and with it
+    # scikit-learn and matplotlib) to run inference.
+    from nuscenes.utils.data_classes import LidarPointCloud
+
     pc, times = LidarPointCloud.from_file_multisweep(nusc, sample, LIDAR, LIDAR, nsweeps=n_sweeps)
     points = np.concatenate([pc.points.T, times.T], 1).astype(np.float32)
     global_from_lidar = _sd_transform(nusc, lidar_sd)

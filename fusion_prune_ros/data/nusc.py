@@ -9,12 +9,14 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nuscenes.nuscenes import NuScenes
-from nuscenes.utils import splits as nusc_splits
 
 from ..errors import UserError
 from .schema import TABLE_NAMES
+
+if TYPE_CHECKING:
+    from nuscenes.nuscenes import NuScenes
 
 SPLITS_OF_VERSION = {
     "v1.0-mini": ("mini_train", "mini_val"),
@@ -74,12 +76,16 @@ def open_nuscenes(dataroot: str | Path, version: str, verbose: bool = False) -> 
     sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     try:
         with sink:
+            from nuscenes.nuscenes import NuScenes  # the devkit only where a data set is opened: not by the node
+
             return NuScenes(version=version, dataroot=str(root), verbose=verbose)
     except (KeyError, AssertionError, TypeError, IndexError) as e:
         raise UserError(f"inconsistent tables in {table_root}: {type(e).__name__} {e}") from None
 
 
 def split_scene_names(split: str) -> set:
+    from nuscenes.utils import splits as nusc_splits
+
     return set(nusc_splits.create_splits_scenes()[split])
 
 
