@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test,ros
 . .venv/bin/activate
-# Every ROS process here keeps DDS discovery on this machine (this workplace forbids multicast off it).
+# Every ROS process here keeps DDS discovery on this machine: the default discovery multicasts off it.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 fusion-prune ros-setup --quiet
 out="${1:-runs/demo}"

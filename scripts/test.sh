@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test,ros
 . .venv/bin/activate
-# ROS processes started by tests keep DDS discovery on loopback (this workplace forbids multicast off the machine).
+# ROS processes started by tests keep DDS discovery on loopback: the default discovery multicasts off the machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 fusion-prune ros-setup --quiet
 python -m pytest -q "$@"
