@@ -119,7 +119,8 @@ def add_demo(sub) -> None:
     p = command(sub, "demo", _demo, "the whole onboard story: generate, bag, play through the node, score",
                 "Generate a short scene, convert it to a bag, play it through the real node over DDS on loopback (or "
                 "--in-process), with a scenario (budget tightens, cameras black out and recover); record, score per "
-                "segment, print a summary, write plots.")
+                "segment; over DDS also replay the same bag in-process at the same rate and print both side by side; "
+                "write plots.")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--profile", help=f"default: {DEFAULT_PROFILE}")
     p.add_argument("--scenario", help="default: config/scenarios/demo.yaml")
