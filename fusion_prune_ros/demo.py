@@ -18,13 +18,9 @@ from pathlib import Path
 
 from .errors import UserError
 from .paths import share_file
+from .ros.topics import (ACTIVE_VARIANT_TOPIC, DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC, LATCHED_OUTPUTS, LIDAR_TOPIC,
+                         OUTPUT_TOPICS)
 
-OUTPUT_TOPICS = {"/fusion_prune/detections": "vision_msgs/msg/Detection3DArray",
-                 "/fusion_prune/markers": "visualization_msgs/msg/MarkerArray",
-                 "/fusion_prune/active_variant": "std_msgs/msg/String",
-                 "/fusion_prune/label_info": "vision_msgs/msg/LabelInfo",
-                 "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
-LATCHED_OUTPUTS = ("/fusion_prune/active_variant", "/fusion_prune/label_info")
 SCORE_THRESHOLD = 0.05  # the evaluation threshold: the demo scores what the node publishes
 
 
@@ -135,7 +131,7 @@ def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> tuple:
         stamp, _, rest = diag[key].partition(": ")
         variant, _, reason = rest.partition(" (")
         switches.append({"t_ns": int(stamp), "variant": variant, "reason": reason.rstrip(")")})
-    results = {"lidar_messages": counts.get("/LIDAR_TOP", 0), "frames_out": len(record.detections),
+    results = {"lidar_messages": counts.get(LIDAR_TOPIC, 0), "frames_out": len(record.detections),
                "start_ns": record.start_ns, "end_ns": max(record.lidar_stamps, default=record.start_ns),
                "node_exit_code": code, "metrics": metrics,
                "dropped": {k[len("dropped_"):]: int(v) for k, v in diag.items() if k.startswith("dropped_")},
@@ -159,17 +155,17 @@ def _read_outputs(input_bag: Path, output_bag: Path) -> tuple:
     record = ReplayRecord()
     with closing(open_reader(input_bag)) as reader:
         record.start_ns = reader.start_time
-        record.lidar_stamps = [t for c, t, _ in reader.messages() if c.topic == "/LIDAR_TOP"]
+        record.lidar_stamps = [t for c, t, _ in reader.messages() if c.topic == LIDAR_TOPIC]
     variants, diag = [], {}
     with closing(open_reader(output_bag)) as reader:
         for conn, t, raw in reader.messages():
             msg = store.deserialize_cdr(raw, conn.msgtype)
-            if conn.topic == "/fusion_prune/detections":
+            if conn.topic == DETECTIONS_TOPIC:
                 record.detections[stamp_to_ns(msg.header.stamp)] = msg_to_detections(msg)
-            elif conn.topic == "/fusion_prune/active_variant":
+            elif conn.topic == ACTIVE_VARIANT_TOPIC:
                 if not variants or variants[-1] != msg.data:
                     variants.append(msg.data)
-            elif conn.topic == "/diagnostics":
+            elif conn.topic == DIAGNOSTICS_TOPIC:
                 diag = {kv.key: kv.value for s in msg.status for kv in s.values}
     return record, variants, diag
 

@@ -11,7 +11,6 @@ leaves something that looks like a finished bag.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +21,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
+from ..atomic import built_in_place
 from ..data.classes import CAMERAS, CATEGORY_TO_CLASS, CLASS_COLORS, LIDAR
 from ..data.nusc import sensor_file
 from ..errors import UserError
@@ -90,20 +90,11 @@ def convert(nusc: NuScenes, scene_names: list[str], out_path: str | Path, storag
         raise UserError(f"unknown scene name(s) {', '.join(unknown)} in {nusc.dataroot} ({nusc.version})")
     events = sorted(e for n in names for e in _scene_events(nusc, by_name[n]))
 
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
     start = time.time()
-    try:
-        partial.mkdir(parents=True)
-        counts = _write(nusc, events, partial / out.name, STORAGES[storage], progress)
-        # The storage file inside is named after the bag folder (<name>/<name>.mcap), so the folder is built
-        # with its final name one level down and only that level is renamed.
-        (partial / out.name).rename(out)
-        partial.rmdir()
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    # The storage file inside is named after the bag folder (<name>/<name>.mcap): the folder is built with its
+    # final name one level down.
+    with built_in_place(out, nested=True) as folder:
+        counts = _write(nusc, events, folder, STORAGES[storage], progress)
     return {"out": str(out), "storage": storage, "scenes": names, "messages": sum(counts.values()),
             "topics": counts, "duration_s": round((events[-1].stamp_us - events[0].stamp_us) / 1e6, 3),
             "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),

@@ -81,7 +81,7 @@ def add_play(sub) -> None:
 
 
 def _record(args) -> None:
-    from ..demo import LATCHED_OUTPUTS, OUTPUT_TOPICS
+    from ..ros.topics import LATCHED_OUTPUTS, OUTPUT_TOPICS
     from ..ros.record import record
 
     topics = dict(OUTPUT_TOPICS)

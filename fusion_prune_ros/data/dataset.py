@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import built_in_place
 from ..config import DetectorConfig, to_dict
 from ..errors import UserError
 from ..model.detector import LIDAR_FEATURES
@@ -91,10 +92,7 @@ def build_cache(cfg: DetectorConfig, split: str, quiet: bool = False) -> FrameCa
         raise UserError(f"split {split} has no samples in {cfg.data.dataroot}")
     from ..evaluate import ground_truth  # evaluate imports the devkit's metric code; only needed here
 
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with built_in_place(root) as partial:
         first = load_frame(nusc, tokens[0], cfg.grid.n_sweeps)
         src_size = (first.images.shape[2], first.images.shape[1])
         n, l = len(tokens), cfg.grid.lidar_cells
@@ -122,12 +120,8 @@ def build_cache(cfg: DetectorConfig, split: str, quiet: bool = False) -> FrameCa
             "tokens": tokens, "src_size": src_size, "split": split, "dataroot": cfg.data.dataroot,
             "seconds": round(time.time() - start, 1)}))
         del lidar, images
-        if root.exists():
+        if root.exists():  # an earlier, incomplete cache without meta.json
             shutil.rmtree(root)
-        partial.rename(root)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return FrameCache.open(root)
 
 

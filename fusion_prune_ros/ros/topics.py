@@ -21,3 +21,12 @@ def image_topic(camera: str) -> str:
 
 def camera_info_topic(camera: str) -> str:
     return f"/{camera}/camera_info"
+
+
+# What the node publishes, with the message types a recorder needs; the latched ones are transient local.
+OUTPUT_TOPICS = {DETECTIONS_TOPIC: "vision_msgs/msg/Detection3DArray",
+                 DETECTION_MARKERS_TOPIC: "visualization_msgs/msg/MarkerArray",
+                 ACTIVE_VARIANT_TOPIC: "std_msgs/msg/String",
+                 LABEL_INFO_TOPIC: "vision_msgs/msg/LabelInfo",
+                 DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray"}
+LATCHED_OUTPUTS = (ACTIVE_VARIANT_TOPIC, LABEL_INFO_TOPIC)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from nuscenes.utils import splits as nusc_splits
 from tqdm import tqdm
 
 from ... import __version__
+from ...atomic import built_in_place
 from ...config import to_dict
 from ...errors import UserError
 from ...geometry import points_in_boxes, yaw_to_quat
@@ -311,11 +311,8 @@ def generate(cfg: SynthConfig, out: str | Path, quiet: bool = False) -> dict:
     specs = scene_specs(cfg)
     if cfg.image_width < 32 or cfg.image_height < 32 or cfg.scene_seconds < 0.5:
         raise UserError("image size must be at least 32 x 32 and scenes at least 0.5 s long")
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
     start = time.time()
-    try:
+    with built_in_place(out) as partial:
         for folder in ("samples", "sweeps"):
             for ch in (LIDAR, *CAMERAS):
                 (partial / folder / ch).mkdir(parents=True)
@@ -338,11 +335,7 @@ def generate(cfg: SynthConfig, out: str | Path, quiet: bool = False) -> dict:
                    "annotations": len(tables["sample_annotation"]), "seconds": round(seconds, 1),
                    "bytes": size}
         (partial / "synth.json").write_text(json.dumps(summary, indent=1))
-        partial.rename(out)
-        return summary
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    return summary
 
 
 def _render_all(cfg: SynthConfig, specs: list, root: Path, quiet: bool) -> list:
