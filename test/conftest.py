@@ -35,7 +35,7 @@ def shipped(tiny_root, tiny_nusc, tmp_path_factory):
     from fusion_prune_ros.bag.to_bag import convert
     from fusion_prune_ros.config import DetectorConfig, load_yaml
     from fusion_prune_ros.export.ship import ship
-    from fusion_prune_ros.train_detector import train_detector
+    from fusion_prune_ros.training.detector import train_detector
 
     tmp = tmp_path_factory.mktemp("shipped")
     cfg = load_yaml(DetectorConfig, Path(__file__).parents[1] / "config" / "detector" / "small.yaml")

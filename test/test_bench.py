@@ -2,7 +2,7 @@
 from dataclasses import replace
 from pathlib import Path
 
-from fusion_prune_ros.bench import graphs
+from fusion_prune_ros.tools.bench import graphs
 from fusion_prune_ros.runtime.profile import load_profile
 
 ROOT = Path(__file__).parents[1]

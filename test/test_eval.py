@@ -8,7 +8,7 @@ import pytest
 
 from fusion_prune_ros.data.classes import CLASS_ATTRIBUTES, DETECTION_CLASSES
 from fusion_prune_ros.errors import UserError
-from fusion_prune_ros.evaluate import evaluate_predictions, evaluate_results, ground_truth_predictions
+from fusion_prune_ros.evaluation.metrics import evaluate_predictions, evaluate_results, ground_truth_predictions
 
 SPLIT = "mini_val"
 

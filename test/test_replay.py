@@ -7,7 +7,7 @@ from fusion_prune_ros.bag.scenario import Scenario, ScenarioEvent, load_scenario
 from fusion_prune_ros.data.dataset import build_cache
 from fusion_prune_ros.data.nusc import split_sample_tokens
 from fusion_prune_ros.errors import UserError
-from fusion_prune_ros.evaluate import evaluate_predictions
+from fusion_prune_ros.evaluation.metrics import evaluate_predictions
 from fusion_prune_ros.model.checkpoint import load_detector
 from fusion_prune_ros.model.decode import DecodeConfig
 from fusion_prune_ros.model.inference import predict, torch_runner

@@ -4,7 +4,7 @@ every sweep accounted for, latency percentiles stable. README: `pytest -m slow t
 import pytest
 
 from fusion_prune_ros.runtime.core import CoreConfig
-from fusion_prune_ros.soak import SoakConfig, soak, summary
+from fusion_prune_ros.tools.soak import SoakConfig, soak, summary
 
 
 @pytest.mark.slow

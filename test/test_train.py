@@ -13,8 +13,8 @@ from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.data.dataset import Augment, DetectionDataset, build_cache
 from fusion_prune_ros.model.checkpoint import load_detector
 from fusion_prune_ros.model.detector import build_detector
-from fusion_prune_ros.train import FitHooks, fit
-from fusion_prune_ros.train_detector import train_detector
+from fusion_prune_ros.training.fit import FitHooks, fit
+from fusion_prune_ros.training.detector import train_detector
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 

@@ -47,7 +47,7 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
                             quiet: bool = False, data: DataOverride | None = None) -> dict:
     from ..data.nusc import open_nuscenes
     from ..model.inference import evaluate_conditions, torch_runner
-    from ..train_detector import _brief
+    from ..evaluation.metrics import brief_metrics
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
                          "flops_kept": round(budget_used(choice, flops) / sum(flops.values()), 4),
                          "predicted_distortion": total(choice, ratios, curves),
                          "sparsity_by_modality": by_modality(units, choice),
-                         "metrics": {k: _brief(v) for k, v in metrics.items()}})
+                         "metrics": {k: brief_metrics(v) for k, v in metrics.items()}})
     result = {"config": to_dict(cfg), "scoring_seconds": scoring_s, "seconds": round(time.time() - start, 1),
               "kappa": kappa, "rows": rows}
     (out / "allocation_ablation.json").write_text(json.dumps(result, indent=1))

@@ -223,7 +223,7 @@ def score(record: ReplayRecord, scenario: Scenario, dataroot: str, version: str,
     the newest output of the CAMERA_FRAME_MATCH_S before it (a camera-only frame, the previous sweep's), else as no
     detections."""
     from ..data.nusc import open_nuscenes, split_sample_tokens
-    from ..evaluate import evaluate_predictions
+    from ..evaluation.metrics import evaluate_predictions
 
     nusc = open_nuscenes(dataroot, version)
     by_stamp = {nusc.get("sample", t)["timestamp"] * 1000: t for t in split_sample_tokens(nusc, split)}

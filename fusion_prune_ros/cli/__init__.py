@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.flush_denormals:
         # Before any parallel region: the flag is per thread, and OpenMP workers inherit it only when created after.
-        from ..train import flush_denormals
+        from ..training.fit import flush_denormals
 
         flush_denormals()
     try:

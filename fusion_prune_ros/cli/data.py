@@ -90,8 +90,8 @@ def add_to_bag(sub) -> None:
 def _show(args) -> None:
     from ..data.frame import load_frame
     from ..data.nusc import open_nuscenes
-    from ..evaluate import ground_truth
-    from ..viz import bev_plot, camera_mosaic
+    from ..evaluation.metrics import ground_truth
+    from ..tools.viz import bev_plot, camera_mosaic
 
     nusc = open_nuscenes(args.dataroot, args.version)
     scene = next((s for s in nusc.scene if s["name"] == args.scene), None)

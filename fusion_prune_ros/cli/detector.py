@@ -19,7 +19,7 @@ def _override_data(cfg, args):
 
 def _train(args) -> None:
     from ..config import DetectorConfig, load_yaml
-    from ..train_detector import train_detector
+    from ..training.detector import train_detector
 
     cfg = _override_data(load_yaml(DetectorConfig, args.config), args)
     if args.steps:
@@ -43,7 +43,7 @@ def add_train(sub) -> None:
 def _eval_checkpoint(args) -> None:
     from ..data.dataset import build_cache
     from ..data.nusc import open_nuscenes
-    from ..evaluate import format_metrics
+    from ..evaluation.metrics import format_metrics
     from ..model.checkpoint import load_detector
     from ..model.inference import evaluate_conditions, torch_runner
 
@@ -62,7 +62,7 @@ def _eval(args) -> None:
     if args.checkpoint:
         return _eval_checkpoint(args)
     from ..data.nusc import check_split, open_nuscenes
-    from ..evaluate import evaluate_predictions, evaluate_results, format_metrics, ground_truth_predictions
+    from ..evaluation.metrics import evaluate_predictions, evaluate_results, format_metrics, ground_truth_predictions
 
     if not args.dataroot:
         raise UserError("give --dataroot (and --results or --ground-truth), or --checkpoint")

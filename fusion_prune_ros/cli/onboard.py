@@ -104,7 +104,7 @@ def add_record(sub) -> None:
 
 
 def _demo(args) -> None:
-    from ..demo import DemoConfig, format_demo, run_demo
+    from ..tools.demo import DemoConfig, format_demo, run_demo
 
     cfg = DemoConfig(out=args.out, profile=args.profile or "", scenario=args.scenario or "",
                      in_process=args.in_process, scene_seconds=args.scene_seconds, rate=args.rate,
@@ -133,7 +133,7 @@ def add_demo(sub) -> None:
 
 
 def _bench(args) -> None:
-    from ..bench import run_bench
+    from ..tools.bench import run_bench
 
     print(run_bench(args.profile, args.bag, Path(args.out), args.iterations, args.frames, dds=not args.no_dds))
 
@@ -152,7 +152,7 @@ def add_bench(sub) -> None:
 
 def _soak(args) -> None:
     from ..runtime.core import CoreConfig
-    from ..soak import SoakConfig, soak, summary
+    from ..tools.soak import SoakConfig, soak, summary
 
     out = Path(args.out)
     if out.exists():

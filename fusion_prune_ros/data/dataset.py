@@ -90,7 +90,7 @@ def build_cache(cfg: DetectorConfig, split: str, quiet: bool = False) -> FrameCa
     tokens = split_sample_tokens(nusc, split)
     if not tokens:
         raise UserError(f"split {split} has no samples in {cfg.data.dataroot}")
-    from ..evaluate import ground_truth  # evaluate imports the devkit's metric code; only needed here
+    from ..evaluation.metrics import ground_truth  # evaluate imports the devkit's metric code; only needed here
 
     with built_in_place(root) as partial:
         first = load_frame(nusc, tokens[0], cfg.grid.n_sweeps)

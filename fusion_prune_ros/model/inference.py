@@ -42,7 +42,7 @@ def predict(runner: Callable, cache: FrameCache, cfg: DetectorConfig, presence=(
 def evaluate_conditions(runner: Callable, cache: FrameCache, cfg: DetectorConfig, nusc, split: str,
                         out_dir: str | Path, conditions=tuple(CONDITIONS), quiet: bool = False) -> dict:
     """{condition: metrics summary} through the official DetectionEval."""
-    from ..evaluate import evaluate_predictions
+    from ..evaluation.metrics import evaluate_predictions
 
     results = {}
     for name in conditions:

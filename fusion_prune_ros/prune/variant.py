@@ -29,7 +29,7 @@ from ..model.checkpoint import load_detector, save_detector
 from ..model.flops import count_flops, example_inputs
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ..runtime.timing import time_calls
-from ..train import FitHooks, fit, flush_denormals
+from ..training.fit import FitHooks, fit, flush_denormals
 from .calibration import PruneContext, calibration_batches
 from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
 from .scorers import check_method, get_scorer
@@ -224,7 +224,7 @@ def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg
             finetune: dict, masks, out: Path, quiet: bool) -> dict:
     from ..data.nusc import open_nuscenes
     from ..model.inference import evaluate_conditions, torch_runner
-    from ..train_detector import _brief
+    from ..evaluation.metrics import brief_metrics
 
     pruned.eval()
     from ..model.detector import FusionDetector
@@ -245,7 +245,7 @@ def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg
     return {"name": spec.name, "method": spec.method, "sparsity": spec.sparsity, "granularity": spec.granularity,
             "seed": spec.seed, "dense": dense_meta.get("name", "dense"),
             "sparsity_realised": sparsity_report(pruned, dense_model), "complexity": count_flops(pruned, cfg),
-            "metrics": {k: _brief(v) for k, v in results.items()},
+            "metrics": {k: brief_metrics(v) for k, v in results.items()},
             "latency_ms": {"ort-cpu-2t": {m: v for m, v in latency.items()}},
             "scoring": scoring, "finetune": finetune, "prune_config": to_dict(pcfg),
             "files": {p.name: sha256(p) for p in [out / "model.pt", *paths.values()]}}

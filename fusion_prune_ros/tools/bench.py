@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DetectorConfig, load_yaml
-from .model.graph_io import zero_inputs
-from .runtime.backends import available_kinds, create_backend
-from .runtime.profile import Profile, Variant, load_profile, save_profile
-from .runtime.timing import time_calls
+from ..config import DetectorConfig, load_yaml
+from ..model.graph_io import zero_inputs
+from ..runtime.backends import available_kinds, create_backend
+from ..runtime.profile import Profile, Variant, load_profile, save_profile
+from ..runtime.timing import time_calls
 
 
 def graphs(profile) -> list:
@@ -68,10 +68,10 @@ def frame_table(profile_path: str, bag: str, frames: int, rounds: int = 2) -> li
     """Whole frames of a bag through the node's core (no DDS, no sync wait: the frame time here is the processing,
     not the wait for late images), per graph of `graphs`: each replays the bag alone (a profile of that graph only)
     in turn, `rounds` times, so that a change of load on the machine hits every graph alike."""
-    from .bag.replay import replay
-    from .runtime.core import CoreConfig
-    from .runtime.feeder import FeederConfig
-    from .runtime.policy import PolicyConfig
+    from ..bag.replay import replay
+    from ..runtime.core import CoreConfig
+    from ..runtime.feeder import FeederConfig
+    from ..runtime.policy import PolicyConfig
 
     profile = load_profile(profile_path)
     listed = graphs(profile)
@@ -133,7 +133,7 @@ def switch_cost(profile_path: str, iterations: int = 20) -> dict:
     """Steady-state network time vs the first run right after switching from another variant."""
     profile = load_profile(profile_path)
     cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
-    from .runtime.pool import VariantPool
+    from ..runtime.pool import VariantPool
 
     pool = VariantPool(profile, create_backend("onnxruntime", "cpu", threads=2), cfg)
     inputs = zero_inputs(cfg)
@@ -193,7 +193,7 @@ print(json.dumps(lat)); n.destroy_node(); rclpy.shutdown()
 def dds_delivery(size_bytes: int = 1_000_000, count: int = 50, domain: int = 77) -> list:
     """Best-effort 1 MB clouds at 10 Hz between two processes: delivered count and latency, with and without the
     shipped Fast DDS profile (loopback only)."""
-    from .ros.remote import FASTDDS_PROFILE, PROFILE_ENV_VARS, ros_env
+    from ..ros.remote import FASTDDS_PROFILE, PROFILE_ENV_VARS, ros_env
 
     rows = []
     for label, profile in (("Fast DDS defaults", None), ("shipped profile (shared memory)", FASTDDS_PROFILE)):

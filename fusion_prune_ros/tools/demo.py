@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .paths import share_file
-from .ros.topics import (ACTIVE_VARIANT_TOPIC, DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC, LATCHED_OUTPUTS, LIDAR_TOPIC,
+from ..errors import UserError
+from ..paths import share_file
+from ..ros.topics import (ACTIVE_VARIANT_TOPIC, DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC, LATCHED_OUTPUTS, LIDAR_TOPIC,
                          OUTPUT_TOPICS)
 
 SCORE_THRESHOLD = 0.05  # the evaluation threshold: the demo scores what the node publishes
@@ -43,10 +43,10 @@ class DemoConfig:
 
 
 def run_demo(cfg: DemoConfig, quiet: bool = False) -> dict:
-    from .bag.scenario import load_scenario
-    from .bag.to_bag import convert
-    from .data.nusc import open_nuscenes
-    from .data.synth.generate import SynthConfig, generate
+    from ..bag.scenario import load_scenario
+    from ..bag.to_bag import convert
+    from ..data.nusc import open_nuscenes
+    from ..data.synth.generate import SynthConfig, generate
 
     out = Path(cfg.out)
     if out.exists():
@@ -72,9 +72,9 @@ def run_demo(cfg: DemoConfig, quiet: bool = False) -> dict:
 
 
 def _in_process(cfg: DemoConfig, profile: str, scenario, out: Path, quiet: bool, plot: bool = True) -> tuple:
-    from .bag.replay import replay, score, timeline_plot, write_results
-    from .runtime.core import CoreConfig
-    from .runtime.policy import PolicyConfig
+    from ..bag.replay import replay, score, timeline_plot, write_results
+    from ..runtime.core import CoreConfig
+    from ..runtime.policy import PolicyConfig
 
     core_cfg = CoreConfig(profile=profile, backend=cfg.backend, device=cfg.device, score_threshold=SCORE_THRESHOLD,
                           policy=PolicyConfig(latency_budget_ms=scenario.setting("budget_ms", 0.0) or 200.0))
@@ -91,10 +91,10 @@ def _in_process(cfg: DemoConfig, profile: str, scenario, out: Path, quiet: bool,
 
 def _over_dds(cfg: DemoConfig, profile: str, scenario, out: Path) -> tuple:
     """The real node as a process; this process plays the bag, drives the scenario and records the outputs."""
-    from .bag.replay import score
-    from .ros.play import play
-    from .ros.record import Recorder
-    from .ros.remote import NodeClient, NodeProcess
+    from ..bag.replay import score
+    from ..ros.play import play
+    from ..ros.record import Recorder
+    from ..ros.remote import NodeClient, NodeProcess
 
     domain = 60 + os.getpid() % 40
     budget = scenario.setting("budget_ms", 0.0) or 200.0
@@ -146,10 +146,10 @@ def _read_outputs(input_bag: Path, output_bag: Path) -> tuple:
     read back from the recorded bag the way any downstream consumer reads the node."""
     from contextlib import closing
 
-    from .bag import typestore as ts
-    from .bag.paths import open_reader
-    from .bag.replay import ReplayRecord
-    from .ros.convert import msg_to_detections, stamp_to_ns
+    from ..bag import typestore as ts
+    from ..bag.paths import open_reader
+    from ..bag.replay import ReplayRecord
+    from ..ros.convert import msg_to_detections, stamp_to_ns
 
     store = ts.typestore()
     record = ReplayRecord()
@@ -199,8 +199,8 @@ def _timeline_from_record(record, variants: list, path: Path, scenario: str) -> 
 
 def _bev_image(nusc, out: Path, detections: dict) -> None:
     """The middle key frame: LiDAR, ground truth and the node's published boxes, from above."""
-    from .data.frame import load_frame
-    from .evaluate import ground_truth
+    from ..data.frame import load_frame
+    from ..evaluation.metrics import ground_truth
     from .viz import bev_plot
 
     scene = nusc.scene[0]
@@ -215,7 +215,7 @@ def _bev_image(nusc, out: Path, detections: dict) -> None:
 
 
 def format_demo(results: dict) -> str:
-    from .bag.replay import summary_table
+    from ..bag.replay import summary_table
 
     text = summary_table(results, f"demo ({results['mode']})")
     replayed = results.get("replay")

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import __version__
-from .config import DetectorConfig, to_dict
-from .data.dataset import Augment, DetectionDataset, build_cache
-from .model.checkpoint import save_detector
-from .model.detector import build_detector
-from .model.flops import count_flops
-from .train import fit
+from .. import __version__
+from ..config import DetectorConfig, to_dict
+from ..data.dataset import Augment, DetectionDataset, build_cache
+from ..model.checkpoint import save_detector
+from ..model.detector import build_detector
+from ..model.flops import count_flops
+from .fit import fit
 
 
 def _git_commit() -> str:
@@ -67,21 +67,15 @@ def train_detector(cfg: DetectorConfig, out: Path, device: str = "cpu", quiet: b
             "command": f"fusion-prune train --config <{cfg.name}.yaml> --out {out}",
             "complexity": count_flops(model, cfg)}
     if evaluate:
-        from .data.nusc import open_nuscenes
-        from .model.inference import evaluate_conditions, torch_runner
+        from ..data.nusc import open_nuscenes
+        from ..evaluation.metrics import brief_metrics
+        from ..model.inference import evaluate_conditions, torch_runner
 
         nusc = open_nuscenes(cfg.data.dataroot, cfg.data.version)
         val_cache = build_cache(cfg, cfg.data.val_split, quiet=quiet)
         results = evaluate_conditions(torch_runner(model), val_cache, cfg, nusc, cfg.data.val_split,
                                       out / "eval", quiet=quiet)
-        meta["metrics"] = {name: _brief(s) for name, s in results.items()}
+        meta["metrics"] = {name: brief_metrics(s) for name, s in results.items()}
     save_detector(model, cfg, out / "model.pt", meta)
     (out / "metrics.json").write_text(json.dumps(meta, indent=1))
     return meta
-
-
-def _brief(summary: dict) -> dict:
-    """The numbers a variant is compared by: mAP, NDS, TP errors, per-class AP."""
-    return {"mAP": round(summary["mean_ap"], 4), "NDS": round(summary["nd_score"], 4),
-            "tp_errors": {k: round(v, 4) for k, v in summary["tp_errors"].items()},
-            "class_ap": {k: round(v, 4) for k, v in summary["mean_dist_aps"].items()}}

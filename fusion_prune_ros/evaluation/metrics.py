@@ -14,10 +14,10 @@ import numpy as np
 from nuscenes.eval.common.config import config_factory
 from nuscenes.eval.detection.evaluate import DetectionEval
 
-from .data.classes import CATEGORY_TO_CLASS, DETECTION_CLASSES
-from .data.nusc import check_split, split_sample_tokens
-from .detections import Detections, from_global, lidar_to_global, to_nuscenes_boxes
-from .errors import UserError
+from ..data.classes import CATEGORY_TO_CLASS, DETECTION_CLASSES
+from ..data.nusc import check_split, split_sample_tokens
+from ..detections import Detections, from_global, lidar_to_global, to_nuscenes_boxes
+from ..errors import UserError
 
 EVAL_CONFIG = "detection_cvpr_2019"
 TP_METRICS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -138,3 +138,10 @@ def format_metrics(summary: dict) -> str:
         row += "".join(f"{summary['label_tp_errors'][cls][k]:>12.4f}" for k in TP_METRICS)
         lines.append(row)
     return "\n".join(lines)
+
+
+def brief_metrics(summary: dict) -> dict:
+    """The numbers a variant is compared by: mAP, NDS, TP errors, per-class AP."""
+    return {"mAP": round(summary["mean_ap"], 4), "NDS": round(summary["nd_score"], 4),
+            "tp_errors": {k: round(v, 4) for k, v in summary["tp_errors"].items()},
+            "class_ap": {k: round(v, 4) for k, v in summary["mean_dist_aps"].items()}}

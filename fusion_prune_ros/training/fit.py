@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .config import TrainConfig
-from .data.dataset import DetectionDataset, collate
-from .model.losses import detection_loss
+from ..config import TrainConfig
+from ..data.dataset import DetectionDataset, collate
+from ..model.losses import detection_loss
 
 
 @dataclass

@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .data.classes import DETECTION_CLASSES  # noqa: E402
-from .detections import Detections  # noqa: E402
-from .geometry import box_corners  # noqa: E402
+from ..data.classes import DETECTION_CLASSES  # noqa: E402
+from ..detections import Detections  # noqa: E402
+from ..geometry import box_corners  # noqa: E402
 
 CLASS_COLOURS = plt.get_cmap("tab10")
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .bag.paths import open_reader
-from .bag.replay import LIDAR_PERIOD_NS, replay
-from .bag.scenario import Scenario, ScenarioEvent
-from .errors import UserError
-from .ros.topics import LIDAR_TOPIC
-from .runtime.core import CoreConfig
+from ..bag.paths import open_reader
+from ..bag.replay import LIDAR_PERIOD_NS, replay
+from ..bag.scenario import Scenario, ScenarioEvent
+from ..errors import UserError
+from ..ros.topics import LIDAR_TOPIC
+from ..runtime.core import CoreConfig
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Scoring with the official nuScenes detection metrics (the devkit's DetectionEval)."""

@@ -1,0 +1,1 @@
+"""Tools around the node: benchmarks, the soak test, the demo and plots."""
