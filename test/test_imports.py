@@ -22,7 +22,7 @@ def _assert_inference_only(loaded: set) -> None:
     assert scipy <= {m for m in _modules_after("import numba") if m.split(".")[0] == "scipy"}
 
 
-@pytest.mark.parametrize("module", ["runtime.pipeline", "runtime.pool", "runtime.backends", "bench"])
+@pytest.mark.parametrize("module", ["runtime.pipeline", "runtime.pool", "runtime.backends", "tools.bench"])
 def test_the_inference_path_imports_no_evaluation_or_training_code(module):
     _assert_inference_only(_modules_after(f"import fusion_prune_ros.{module}"))
 
