@@ -1,7 +1,7 @@
-"""The command line: every subcommand builds with its handler, no default writes into the committed docs/, user
-errors are one line naming the fix, and the product never imports the analysis package."""
+"""The command line: every subcommand builds with its handler, no default writes into the committed docs/, and user
+errors are one line naming the fix. That the product never imports the analysis package is checked with the rest
+of the package's structure (test_architecture.py)."""
 import argparse
-import ast
 import importlib
 import runpy
 import signal
@@ -62,31 +62,6 @@ def test_the_console_script_and_python_m_reach_main(monkeypatch):
     module, function = script.split("=")[1].strip().split(":")
     assert getattr(importlib.import_module(module), function) is main
     assert (PACKAGE / "cli" / "__main__.py").is_file()  # python -m fusion_prune_ros.cli (the launch files use it)
-
-
-def _imports(path: Path) -> set:
-    """Absolute names of the modules `path` imports (relative imports resolved against its package)."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
-            module = ".".join([*base, *([node.module] if node.module else [])])
-            names.add(module)
-            names |= {f"{module}.{a.name}" for a in node.names}
-    return names
-
-
-def test_the_product_never_imports_the_analysis_package():
-    product = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in ("analysis", "cli")]
-    assert len(product) > 50
-    offenders = {str(p.relative_to(ROOT)): sorted(n for n in _imports(p) if n.startswith("fusion_prune_ros.analysis"))
-                 for p in product}
-    assert {p: n for p, n in offenders.items() if n} == {}
-    # the check resolves relative imports: the CLI's analysis area does import it
-    assert "fusion_prune_ros.analysis.sweep_report" in _imports(PACKAGE / "cli" / "prune.py")
 
 
 def test_unknown_names_are_rejected_with_the_known_ones(cli):
