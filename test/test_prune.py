@@ -26,13 +26,16 @@ from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_mask
 from fusion_prune_ros.prune.scorers import get_scorer
 from fusion_prune_ros.prune.scorers.base import Scores, weights_of
 from fusion_prune_ros.prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms
-from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, channel_floor, collect, dense_latency,
-                                       load_sweep_config, plan, read_log, read_rows, remeasure_latency, rows,
-                                       run_sweep)
-from fusion_prune_ros.prune.ladder import thin_ladder, write_profile
+from fusion_prune_ros.export.dense_timing import dense_latency
+from fusion_prune_ros.export.ladder import thin_ladder, write_profile
+from fusion_prune_ros.export.manifest import Manifest, read_manifests
+from fusion_prune_ros.prune.retime import channel_floor, remeasure_latency
+from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, load_sweep_config, plan, read_log,
+                                       read_rows, rows, run_sweep)
 from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
+from fusion_prune_ros.runtime.latency_key import ORT_CPU_2T
 from fusion_prune_ros.runtime.profile import load_profile
 from md_tables import number, table_with, tables
 
@@ -221,32 +224,32 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     dense = shipped / "models" / "model.pt"
     with claimed(tmp_path / "variants" / PruneSpec("taylor", 0.5, "channel").name):  # another worker builds it
         first = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
-    assert [m["method"] for m in first] == ["magnitude"]
+    assert [m.method for m in first] == ["magnitude"]
     # A variant whose row is carried from an earlier run is not built again.
     skipped = run_sweep(dense, cfg, tmp_path / "variants", quiet=True,
                         skip=frozenset({PruneSpec("taylor", 0.5, "channel").name}))
-    assert [m["method"] for m in skipped] == ["magnitude"]
-    assert not (tmp_path / "variants" / PruneSpec("taylor", 0.5, "channel").name / "manifest.json").exists()
+    assert [m.method for m in skipped] == ["magnitude"]
+    assert not Manifest.exists(tmp_path / "variants" / PruneSpec("taylor", 0.5, "channel").name)
     manifests = run_sweep(dense, cfg, tmp_path / "variants", quiet=True)
-    assert [m["method"] for m in manifests] == ["magnitude", "taylor"]
+    assert [m.method for m in manifests] == ["magnitude", "taylor"]
     # Resumable: the second run read magnitude's manifest back instead of redoing the work.
-    assert manifests[0]["scoring"]["seconds"] == first[0]["scoring"]["seconds"]
+    assert manifests[0].scoring["seconds"] == first[0].scoring["seconds"]
     # One log line per variant built, written by the process that built it (magnitude's read-back adds none).
     log = read_log(tmp_path / "variants")
-    assert [e["variant"] for e in log] == [m["name"] for m in manifests]
+    assert [e["variant"] for e in log] == [m.name for m in manifests]
     assert all(e["started"] <= e["finished"] and e["pid"] == os.getpid() for e in log)
     for m in manifests:
-        assert abs(m["sparsity_realised"]["overall"] - 0.5) <= 0.03
-        assert m["complexity"]["params_m"] < 0.043 and set(m["metrics"]) == {"fused", "camera_lost"}
-        assert (tmp_path / "variants" / m["name"] / "fused.onnx").is_file()
-        assert not (tmp_path / "variants" / m["name"] / CLAIM).exists()
+        assert abs(m.sparsity_realised["overall"] - 0.5) <= 0.03
+        assert m.complexity["params_m"] < 0.043 and set(m.metrics) == {"fused", "camera_lost"}
+        assert (tmp_path / "variants" / m.name / "fused.onnx").is_file()
+        assert not (tmp_path / "variants" / m.name / CLAIM).exists()
     # Re-timed side by side with the dense graphs: the table's speed-up is a ratio from one run.
-    remeasure_latency(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants", iterations=4)
+    remeasure_latency(read_manifests(tmp_path / "variants"), shipped / "models", tmp_path / "variants", iterations=4)
     dense_meta = json.loads((shipped / "models" / "metadata.json").read_text())
     dense_ms = dense_latency(dense_meta, tmp_path / "variants")
     assert set(dense_ms) == {"fused", "lidar", "camera"}
     floor = channel_floor(tmp_path / "variants")
-    assert floor["params_m"] < min(m["complexity"]["params_m"] for m in collect(tmp_path / "variants"))
+    assert floor["params_m"] < min(m.complexity["params_m"] for m in read_manifests(tmp_path / "variants"))
     assert floor["dense_ms"] == dense_ms["fused"]  # the floor's ratio is against the dense graph timed beside it
     # The profile names the operators (after ONNX Runtime's fusions) and finds the first LiDAR conv, kept dense, by
     # the input it reads.
@@ -254,32 +257,32 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
         assert "GridSample" in graph["by_op_ms"] and any("Conv" in op for op in graph["by_op_ms"])
         assert graph["run_ms"] > 0 and all(ms >= 0 for ms in graph["by_op_ms"].values())
     assert {"lidar_bev", "images"} <= set(floor["ops"]["floor"]["reads_ms"])
-    manifests = collect(tmp_path / "variants")
-    assert all(m["latency_ms"]["remeasured_with_dense"] and "ort-cpu-2t-in-sweep" in m["latency_ms"]
+    manifests = read_manifests(tmp_path / "variants")
+    assert all(m.remeasured_with_dense and str(ORT_CPU_2T) in m.latency_in_sweep_ms
                for m in manifests)
     table = rows(manifests, dense_meta, dense_ms["fused"])
-    fused_ms = manifests[0]["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
+    fused_ms = manifests[0].median_ms("fused")
     assert table[1]["ort_speedup"] == round(dense_ms["fused"] / fused_ms, 2)
     # The GPU column comes from a variant-latency file (here timed with PyTorch on the CPU: the same plumbing).
     assert math.isnan(table[1]["gpu_ms"])
     timed = time_variants(shipped / "models", tmp_path / "variants", "torch", "cpu", iterations=2)
-    assert set(timed["latency_ms"]) == {"dense", *(m["name"] for m in manifests)}
+    assert set(timed["latency_ms"]) == {"dense", *(m.name for m in manifests)}
     ms = {name: t["fused"]["median_ms"] for name, t in timed["latency_ms"].items()}
     with_gpu = rows(manifests, dense_meta, dense_ms["fused"], current(timed, manifests))
     assert with_gpu[1]["gpu_speedup"] == round(ms["dense"] / ms[with_gpu[1]["name"]], 2)
     # A variant redone after the GPU timed it (another model.pt under the same name) loses its GPU column.
     redone = copy.deepcopy(manifests)
-    redone[0]["files"]["model.pt"] = "0" * 64
+    redone[0].files["model.pt"] = "0" * 64
     kept = current(timed, redone)
-    assert kept["stale"] == [redone[0]["name"]] and "dense" in kept["latency_ms"]
+    assert kept["stale"] == [redone[0].name] and "dense" in kept["latency_ms"]
     assert math.isnan(rows(redone, dense_meta, dense_ms["fused"], kept)[1]["gpu_ms"])
     # The report: one row per variant (and dense) with every column, numbers that parse, the floor's operators.
     res = sweep_results(tmp_path / "variants", shipped / "models")
-    md = write_sweep_report(res, tmp_path / "variants", tmp_path / "report", [m["name"] for m in manifests])
+    md = write_sweep_report(res, tmp_path / "variants", tmp_path / "report", [m.name for m in manifests])
     report = md.read_text()
     results = table_with(report, *COLUMNS)
     assert results["columns"] == list(COLUMNS)
-    assert [r["name"] for r in results["rows"]] == ["dense", *sorted(m["name"] for m in manifests)]
+    assert [r["name"] for r in results["rows"]] == ["dense", *sorted(m.name for m in manifests)]
     assert all(number(r[c]) > 0 for r in results["rows"] for c in ("params_m", "gflops", "ort_ms", "ort_speedup"))
     assert ("50%", "taylor") in _verdicts(report)  # the method is compared with magnitude at its level
     ops = table_with(report, "operator", "dense ms", "floor ms")["rows"]
@@ -288,7 +291,7 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     assert set(read_rows(tmp_path / "report" / "pruning_results.csv")) == {r["name"] for r in results["rows"]}
     assert per_layer_plot(manifests, tmp_path / "layers.png", 0.5) and (tmp_path / "layers.png").stat().st_size > 0
     assert not per_layer_plot(manifests, tmp_path / "none.png", 0.8) and not (tmp_path / "none.png").exists()
-    profile = write_profile(collect(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
+    profile = write_profile(read_manifests(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
                             tmp_path / "profiles" / "default.yaml", ship_root=tmp_path / "ship")
     loaded = load_profile(tmp_path / "profiles" / "default.yaml")
     assert loaded.modalities() == {"fused", "lidar", "camera"} and len(profile.variants) >= 3
@@ -525,14 +528,16 @@ def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(t
     _fake_model_dir(dense_dir)
     (dense_dir / "metadata.json").write_text(json.dumps({
         "metrics": metrics(0.70, 0.67, 0.36), "complexity": {"params_m": 1.2},
-        "graphs": {m: {"ort-cpu-2t": v} for m, v in lat(28.0, 16.7, 23.0).items()}}))
+        "graphs": {m: {str(ORT_CPU_2T): v} for m, v in lat(28.0, 16.7, 23.0).items()}}))
     manifests = []
     for name, mets, lats in (("good", metrics(0.69, 0.66, 0.30), lat(20.0, 12.0, 15.0)),   # a step of both kinds
                              ("junk", metrics(0.25, 0.24, 0.01), lat(8.0, 6.0, 7.0)),      # fast, far too lossy
                              ("slow", metrics(0.68, 0.60, 0.20), lat(30.0, 20.0, 25.0))):  # dominated
         _fake_model_dir(tmp_path / "variants" / name)
-        manifests.append({"name": name, "granularity": "channel", "seed": 0, "method": "m", "sparsity": 0.8,
-                          "metrics": mets, "complexity": {"params_m": 0.3}, "latency_ms": {"ort-cpu-2t": lats}})
+        manifests.append(Manifest(name=name, method="m", sparsity=0.8, granularity="channel", seed=0, dense="dense",
+                                  sparsity_realised={}, complexity={"params_m": 0.3}, metrics=mets,
+                                  latency_ms={str(ORT_CPU_2T): lats}, scoring={}, finetune={}, prune_config={},
+                                  files={}))
     profile = write_profile(manifests, dense_dir, tmp_path / "variants", tmp_path / "profiles" / "p.yaml",
                             ship_root=tmp_path / "ship")
     assert [v.name for v in profile.variants] == ["dense-fused", "good-fused", "dense-lidar", "good-lidar",

@@ -11,7 +11,6 @@ checks the DP's other assumption, that single-unit distortions add up, on whole 
 """
 from __future__ import annotations
 
-import json
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.dataset import Augment, DetectionDataset, build_cache
+from ..export.manifest import Manifest
 from ..model.checkpoint import load_detector
 from ..prune.calibration import calibration_batches, outputs
 from ..prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms, weakest_channels_zeroed
@@ -94,10 +94,10 @@ def run_curve_shapes(dense: str | Path, cfg: CurveShapesConfig, variants: tuple 
     curves = measure_curve_shapes(model, batches, cfg.grid, quiet)
     allocations = {}
     for folder in map(Path, variants):
-        manifest = json.loads((folder / "manifest.json").read_text())
-        allocations[str(folder)] = {**allocation_distortion(model, batches, manifest["scoring"]["structure"]["channels"]),
-                                    "NDS": manifest["metrics"]["fused"]["NDS"],
-                                    "lidar_pruned": manifest["sparsity_realised"]["per_modality"].get("lidar", 0.0)}
+        manifest = Manifest.read(folder)
+        allocations[str(folder)] = {**allocation_distortion(model, batches, manifest.scoring["structure"]["channels"]),
+                                    "NDS": manifest.nds("fused"),
+                                    "lidar_pruned": manifest.sparsity_realised["per_modality"].get("lidar", 0.0)}
     return {"grid": list(cfg.grid), "curves": curves, "allocations": allocations,
             "seconds": round(time.time() - start, 1), "frames": sum(len(b["presence"]) for b in batches)}
 

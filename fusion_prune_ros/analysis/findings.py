@@ -12,6 +12,8 @@ from datetime import datetime
 
 import numpy as np
 
+from ..runtime.latency_key import ORT_CPU_2T
+
 
 MULTIMODAL = ("altermoma", "crossprune", "dm3d", "mmprune4u")
 BASELINES = ("taylor", "snip", "random")
@@ -270,7 +272,7 @@ def _speedup(table: list, floor: dict | None) -> list:
     dense = next(r for r in table if r["method"] == "dense")
     lines = ["### A channel-pruned variant >= 3x faster than dense (ONNX Runtime CPU) losing <= 1.0 NDS point", ""]
     if floor is not None:
-        ms, dense_ms = floor["ort-cpu-2t"]["median_ms"], floor["dense_ms"]
+        ms, dense_ms = floor[str(ORT_CPU_2T)]["median_ms"], floor["dense_ms"]
         lines += [f"Floor: the narrowest channel-pruned network (every prunable conv at 5 % of its channels, "
                   f"{floor['params_m']:.3f} M params, {floor['gflops']:.2f} GFLOPs vs {dense['gflops']:.2f}) runs in "
                   f"{ms:.1f} ms vs {dense_ms:.1f} ms dense, timed side by side: {dense_ms / ms:.2f}x is "
@@ -368,8 +370,8 @@ def _modality_split(rows: list) -> list:
 def _reactivation(manifests: list) -> list:
     lines = ["### AlterMOMA's reactivation (scoring, before any pruning)", ""]
     found = False
-    for m in sorted(manifests, key=lambda m: m["name"]):
-        re = m.get("scoring", {}).get("reactivation") if m["method"] == "altermoma" else None
+    for m in sorted(manifests, key=lambda m: m.name):
+        re = m.scoring.get("reactivation") if m.method == "altermoma" else None
         if not re or "lidar_channels_camera_masked" not in re:
             continue
         found = True
@@ -377,7 +379,7 @@ def _reactivation(manifests: list) -> list:
                           ("camera_channels_lidar_masked", "camera channels, LiDAR masked")):
             s = re[key]
             big = s["largest"]
-            lines.append(f"- {m['name']}, {what}: {s['rose_to_top_quarter']} of {s['bottom_half_channels']} "
+            lines.append(f"- {m.name}, {what}: {s['rose_to_top_quarter']} of {s['bottom_half_channels']} "
                          f"bottom-half channels rose into the top quarter ({s['fraction']:.1%}; a random reshuffle: "
                          f"~25 %, no change: 0 %); largest climb {big['unit']} channel {big['channel']}, percentile "
                          f"{big['percentile_before']:.2f} -> {big['percentile_after']:.2f}")

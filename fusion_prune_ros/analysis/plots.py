@@ -50,22 +50,22 @@ def pareto_plot(table: list, path: Path, granularity: str = "channel") -> None:
 def per_layer_plot(manifests: list, path: Path, level: float, granularity: str = "channel") -> bool:
     """One panel per method (seed 0): realised sparsity of every prunable layer at `level`, bars coloured by
     module. Returns False (and writes nothing) when no variant is at that level."""
-    chosen = sorted((m for m in manifests if m["granularity"] == granularity and m["seed"] == 0
-                     and abs(m["sparsity"] - level) < 1e-9), key=lambda m: m["method"])
+    chosen = sorted((m for m in manifests if m.granularity == granularity and m.seed == 0
+                     and abs(m.sparsity - level) < 1e-9), key=lambda m: m.method)
     if not chosen:
         return False
     plt = _pyplot()
-    layers = list(chosen[0]["sparsity_realised"]["per_layer"])
+    layers = list(chosen[0].sparsity_realised["per_layer"])
     fig, axes = plt.subplots(len(chosen), 1, figsize=(11, 1.6 * len(chosen) + 1.6), dpi=100, sharex=True,
                              squeeze=False)
     for ax, m in zip(axes[:, 0], chosen):
-        ratios = m["sparsity_realised"]["per_layer"]
+        ratios = m.sparsity_realised["per_layer"]
         ax.bar(range(len(layers)), [ratios.get(name, 0.0) for name in layers],
                color=[MODULE_COLOURS[modality_of(name)] for name in layers])
-        per = m["sparsity_realised"]["per_modality"]
+        per = m.sparsity_realised["per_modality"]
         ax.set_ylim(0, 1)
         ax.set_ylabel("pruned", fontsize=8)
-        ax.set_title(f"{m['method']}: camera {per.get('camera', 0):.0%}, LiDAR {per.get('lidar', 0):.0%}, "
+        ax.set_title(f"{m.method}: camera {per.get('camera', 0):.0%}, LiDAR {per.get('lidar', 0):.0%}, "
                      f"fusion + BEV {per.get('fusion', 0):.0%}, head {per.get('head', 0):.0%}", fontsize=9, loc="left")
         ax.grid(axis="y", alpha=0.3)
     axes[-1, 0].set_xticks(range(len(layers)), layers, rotation=90, fontsize=6)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..prune.sweep import COLUMNS, SweepResults, channel_floor, collect, read_log, results
+from ..export.manifest import read_manifests
+from ..prune.retime import channel_floor
+from ..prune.sweep import COLUMNS, SweepResults, read_log, results
 from .findings import cost, findings
 from .plots import pareto_plot, per_layer_plot
 from .variant_latency import GPU_LATENCY, current, read_latency
@@ -36,7 +38,7 @@ def _fmt(v) -> str:
 def sweep_results(out_root: Path, dense_dir: Path, carried: list = (), earlier: dict | None = None) -> SweepResults:
     """The sweep folder's rows with the GPU columns of its variant-latency file (models redone since it was
     timed left blank)."""
-    gpu = current(read_latency(Path(out_root) / GPU_LATENCY), collect(out_root))
+    gpu = current(read_latency(Path(out_root) / GPU_LATENCY), read_manifests(out_root))
     return results(out_root, dense_dir, carried, earlier, gpu)
 
 

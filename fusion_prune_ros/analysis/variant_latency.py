@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import DetectorConfig, load_yaml
 from ..errors import UserError
+from ..export.manifest import MANIFEST_FILE
 from ..export.onnx_export import INPUT_NAMES, sha256
 from ..model.flops import example_inputs
 from ..runtime.backends import create_backend
@@ -29,7 +30,7 @@ def variant_folders(dense_dir: Path, variants_root: Path) -> dict:
     """name -> folder of model.pt and the <mode>.onnx graphs (the torch backend reads only the checkpoint): the
     dense model, then every finished variant."""
     folders = {"dense": Path(dense_dir)}
-    for manifest in sorted(Path(variants_root).glob("*/manifest.json")):
+    for manifest in sorted(Path(variants_root).glob(f"*/{MANIFEST_FILE}")):
         folders[manifest.parent.name] = manifest.parent
     return folders
 
@@ -90,7 +91,7 @@ def current(result: dict | None, manifests: list) -> dict | None:
     if result is None:
         return None
     timed = result.get("model_sha256", {})
-    now = {m["name"]: m["files"].get("model.pt") for m in manifests}
+    now = {m.name: m.files.get("model.pt") for m in manifests}
     keep = {n for n in result["latency_ms"] if n == "dense" or (n in now and timed.get(n) == now[n])}
     out = {k: v for k, v in result.items() if k not in ("latency_ms", "device_ms")}
     for key in ("latency_ms", "device_ms"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..runtime.latency_key import ORT_CPU_2T
 from .common import add_data_flags, add_quiet, command, existing
 
 CONDITIONS = ("fused", "camera_lost", "lidar_lost")
@@ -101,7 +102,7 @@ def _export(args) -> None:
     meta = ship(existing(args.checkpoint, "checkpoint"), args.out, args.name, args.profile,
                 iterations=args.iterations)
     for mode, g in meta["graphs"].items():
-        lat = g["ort-cpu-2t"]
+        lat = g[str(ORT_CPU_2T)]
         print(f"{mode:>7}: {Path(args.out) / g['file']} ({g['bytes'] / 1e6:.1f} MB), max |ORT - torch| "
               f"{g['max_abs_diff_vs_torch']:.1e}, ONNX Runtime CPU 2 threads median {lat['median_ms']:.1f} ms "
               f"(p95 {lat['p95_ms']:.1f})")

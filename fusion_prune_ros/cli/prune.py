@@ -37,8 +37,10 @@ def add_prune(sub) -> None:
 
 def _sweep(args) -> None:
     from ..analysis.sweep_report import sweep_results, write_sweep_report
-    from ..prune.ladder import write_profile
-    from ..prune.sweep import collect, load_sweep_config, plan, remeasure_latency, run_sweep, start
+    from ..export.ladder import write_profile
+    from ..export.manifest import read_manifests
+    from ..prune.retime import remeasure_latency
+    from ..prune.sweep import load_sweep_config, plan, run_sweep, start
 
     cfg = load_sweep_config(args.config)
     out, dense = Path(args.out), existing(args.dense, "dense checkpoint")
@@ -52,7 +54,7 @@ def _sweep(args) -> None:
         run_sweep(dense, cfg, out, quiet=args.quiet, limit=args.limit,
                   skip=frozenset(r["name"] for r in begun.carried), data=data_override(args))
     if args.remeasure:
-        remeasure_latency(collect(out), dense.parent, out)
+        remeasure_latency(read_manifests(out), dense.parent, out)
     res = sweep_results(out, dense.parent, begun.carried, begun.earlier)
     report = write_sweep_report(res, out, Path(args.report_dir or out / "report"), [s.name for s in begun.specs],
                                 args.carry)

@@ -17,12 +17,10 @@ from ..errors import UserError
 from ..model.checkpoint import load_detector
 from ..model.flops import example_inputs
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
 from ..runtime.timing import time_calls
 from .onnx_export import INPUT_NAMES, export_all, parity, sha256
-
-LATENCY_KEY = "ort-cpu-2t"
-
 
 def ship(checkpoint: str | Path, out_dir: str | Path, name: str, profile_path: str | Path | None = None,
          iterations: int = 20) -> dict:
@@ -42,7 +40,7 @@ def ship(checkpoint: str | Path, out_dir: str | Path, name: str, profile_path: s
             raise UserError(f"ONNX Runtime output of {path} differs from PyTorch by {err:.2e}")
         session = backend.load(path, mode)
         graphs[mode] = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
-                        "max_abs_diff_vs_torch": err, LATENCY_KEY: time_calls(lambda: session.run(inputs), iterations)}
+                        "max_abs_diff_vs_torch": err, str(ORT_CPU_2T): time_calls(lambda: session.run(inputs), iterations)}
     meta = {**meta, "name": name, "graphs": graphs, "checkpoint_sha256": sha256(out_dir / "model.pt"),
             "latency_note": f"ONNX Runtime CPU, 2 threads, batch 1, {os.cpu_count()}-core machine"}
     (out_dir / "metadata.json").write_text(json.dumps(meta, indent=1))
@@ -65,7 +63,7 @@ def write_dense_profile(meta: dict, model_dir: Path, profile_path: Path, name: s
             name=f"{name}-{mode}", modality=mode, onnx=str(rel / g["file"]), checkpoint=str(rel / "model.pt"),
             params_m=complexity.get("params_m", 0.0), gflops=complexity.get(mode, {}).get("gflops", 0.0),
             metrics={k: {"mAP": v["mAP"], "NDS": v["NDS"]} for k, v in metrics.items()},
-            latency_ms={LATENCY_KEY: g[LATENCY_KEY]["median_ms"]}, sha256=g["sha256"]))
+            latency_ms={str(ORT_CPU_2T): g[str(ORT_CPU_2T)]["median_ms"]}, sha256=g["sha256"]))
     profile = Profile(name=profile_path.stem, variants=variants, detector=str(rel / "detector.yaml"))
     profile_path.parent.mkdir(parents=True, exist_ok=True)
     save_profile(profile, profile_path)

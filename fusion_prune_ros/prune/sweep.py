@@ -1,5 +1,5 @@
 """`fusion-prune sweep`: methods x sparsity levels x granularities -> variants and their result rows (the node's
-profile is chosen from them in ladder.py). Resumable: finished variants (manifest present) are read back, not
+profile is chosen from them in export/ladder.py). Resumable: finished variants (manifest present) are read back, not
 redone.
 
 This module plans, runs and resumes variants and returns typed rows (`ResultRow`); the reports written from them
@@ -16,7 +16,9 @@ from tqdm import tqdm
 
 from ..config import load_yaml
 from ..errors import UserError
-from ..export.ship import LATENCY_KEY
+from ..export.dense_timing import dense_latency
+from ..export.manifest import Manifest, read_manifests
+from ..runtime.latency_key import ORT_CPU_2T
 from .scorers import check_method
 from .variant import DataOverride, PruneConfig, PruneSpec, prune_variant
 from .variant_claim import VariantBusy
@@ -70,9 +72,9 @@ class SweepStart:
 def start(specs: list, out_root: str | Path, carry: str | Path | None = None) -> SweepStart:
     """What is done, and what an earlier results CSV (`carry`, see `carried_rows`) supplies."""
     out_root = Path(out_root)
-    done = sum((out_root / s.name / "manifest.json").is_file() for s in specs)
+    done = sum(Manifest.exists(out_root / s.name) for s in specs)
     earlier = read_rows(carry) if carry else {}
-    carried = carried_rows(earlier, [s.name for s in specs], {m["name"] for m in collect(out_root)})
+    carried = carried_rows(earlier, [s.name for s in specs], {m.name for m in read_manifests(out_root)})
     return SweepStart(specs, done, earlier, carried)
 
 
@@ -88,7 +90,7 @@ def run_sweep(dense: str | Path, cfg: SweepConfig, out_root: str | Path, quiet: 
     log = out_root / "sweep_log.jsonl"
     out_root.mkdir(parents=True, exist_ok=True)
     for spec in tqdm(specs, desc="sweep", disable=quiet, unit="variant"):
-        done = (out_root / spec.name / "manifest.json").is_file()
+        done = Manifest.exists(out_root / spec.name)
         if not done and limit is not None and started >= limit:
             continue
         try:
@@ -108,10 +110,6 @@ def read_log(out_root: str | Path) -> list:
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
     return load_yaml(SweepConfig, path)
-
-
-def collect(out_root: str | Path) -> list:
-    return [json.loads(p.read_text()) for p in sorted(Path(out_root).glob("*/manifest.json"))]
 
 
 class ResultRow(TypedDict):
@@ -145,83 +143,6 @@ class ResultRow(TypedDict):
 COLUMNS = tuple(ResultRow.__annotations__)
 
 
-DENSE_LATENCY = "dense_latency.json"  # the dense graphs re-timed beside the variants (remeasure_latency)
-
-
-def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, iterations: int = 40) -> None:
-    """Re-time the dense model's and every variant's three graphs side by side (ONNX Runtime CPU, 2 threads) and
-    write the numbers into the manifests (the sweep's own measurement kept as `ort-cpu-2t-in-sweep`) and
-    variants_root/dense_latency.json, with the narrowest channel-pruned network (granularity.narrowest) timed
-    beside them: the floor of what channel pruning can gain. Each variant is timed when it finishes, often while
-    the next one trains on the same cores; re-timed together, the table's speed-ups are ratios from one run."""
-    from ..config import DetectorConfig
-    from ..export.onnx_export import INPUT_NAMES, export_onnx
-    from ..model.checkpoint import load_detector
-    from ..model.flops import count_flops, example_inputs
-    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from ..runtime.op_profile import profile_ops
-    from ..runtime.timing import time_side_by_side
-    from .granularity import narrowest
-
-    cfg = load_yaml(DetectorConfig, dense_dir / "detector.yaml")
-    inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
-    # Spinning off and one timed call per graph per round: two re-timings then agree within about 5 %; with
-    # spinning on and 4 rounds of 10 calls the ratios moved by a median of 17 % (docs/pruning.md).
-    backend = OnnxRuntimeBackend(device="cpu", threads=2, spinning=False)
-    folders = {"dense": dense_dir, **{m["name"]: variants_root / m["name"] for m in manifests}}
-    fns = {}
-    for name, folder in folders.items():
-        for mode in ("fused", "lidar", "camera"):
-            session = backend.load(folder / f"{mode}.onnx", mode)
-            fns[(name, mode)] = (lambda s: lambda: s.run(inputs))(session)
-    floor_model = narrowest(load_detector(dense_dir / "model.pt")[0], example_inputs(cfg)["fused"])
-    (variants_root / "channel_floor").mkdir(parents=True, exist_ok=True)
-    floor_path = export_onnx(floor_model, cfg, "fused", variants_root / "channel_floor" / "fused.onnx")
-    fns[("channel_floor", "fused")] = (lambda s: lambda: s.run(inputs))(backend.load(floor_path, "fused"))
-    timed = time_side_by_side(fns, iterations, rounds=iterations)
-    dense = {mode: timed[("dense", mode)] for mode in ("fused", "lidar", "camera")}
-    size = count_flops(floor_model, cfg)
-    # Where the floor's time goes, against dense (same idle machine, right after the timing). The ~150 timed
-    # sessions are released first, so the profiled session runs alone: while their thread pools stayed alive, the
-    # floor's GridSample read 0.5 ms in one report and 3.9 ms in the next.
-    fns.clear()
-    ops = {"dense": profile_ops(dense_dir / "fused.onnx", inputs), "floor": profile_ops(floor_path, inputs)}
-    floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"],
-             LATENCY_KEY: timed[("channel_floor", "fused")], "ops": ops}
-    (variants_root / DENSE_LATENCY).write_text(json.dumps({LATENCY_KEY: dense, "channel_floor": floor}, indent=1))
-    for m in manifests:
-        lat = m["latency_ms"]
-        lat.setdefault(f"{LATENCY_KEY}-in-sweep", lat[LATENCY_KEY])
-        lat[LATENCY_KEY] = {mode: timed[(m["name"], mode)] for mode in ("fused", "lidar", "camera")}
-        lat["remeasured_with_dense"] = True
-        (variants_root / m["name"] / "manifest.json").write_text(json.dumps(m, indent=1))
-
-
-def dense_latency(dense_meta: dict, variants_root: Path) -> dict:
-    """mode -> median ms of the dense graphs: the side-by-side re-timing when there is one, else the export's."""
-    path = Path(variants_root) / DENSE_LATENCY
-    if path.is_file():
-        return {mode: v["median_ms"] for mode, v in json.loads(path.read_text())[LATENCY_KEY].items()}
-    return {mode: g[LATENCY_KEY]["median_ms"] for mode, g in dense_meta["graphs"].items()}
-
-
-def channel_floor(variants_root: Path) -> dict | None:
-    """The narrowest network's size and latency from the last side-by-side re-timing (None before one), with the
-    dense fused graph's median from the same timing as "dense_ms": the floor's ratio is between those two."""
-    path = Path(variants_root) / DENSE_LATENCY
-    if not path.is_file():
-        return None
-    timed = json.loads(path.read_text())
-    return {**timed["channel_floor"], "dense_ms": timed[LATENCY_KEY]["fused"]["median_ms"]}
-
-
-def scoring_seconds(manifest: dict) -> float:
-    """Wall seconds of scoring. (Manifests written before scorer_seconds existed may hold a scorer's per-stage
-    breakdown under "seconds"; its total is the same wall time.)"""
-    value = manifest["scoring"]["seconds"]
-    return float(value["total"]) if isinstance(value, dict) else float(value)
-
-
 def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict | None = None) -> list:
     """One `ResultRow` per variant (plus the dense model), for the table, the CSV and the plot. `dense_ms`: the
     dense fused graph's latency from the same run as the variants' (default: the export's). `gpu`: a
@@ -234,21 +155,21 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
         return {"gpu_ms": gpu_ms[name], "gpu_speedup": round(gpu_ms["dense"] / gpu_ms[name], 2)}
 
     if dense_ms is None:
-        dense_ms = dense["graphs"]["fused"][LATENCY_KEY]["median_ms"]
+        dense_ms = dense["graphs"]["fused"][str(ORT_CPU_2T)]["median_ms"]
     out = [{"name": "dense", "method": "dense", "granularity": "-", "sparsity": 0.0, "seed": 0, "realised": 0.0,
             "camera": 0.0, "lidar": 0.0, "fusion": 0.0, "params_m": dense["complexity"]["params_m"],
             "gflops": dense["complexity"]["fused"]["gflops"], **_metric_cols(dense["metrics"]), "ort_ms": dense_ms,
             "ort_speedup": 1.0, **gpu_cols("dense"), "scoring_s": 0.0, "finetune_s": 0.0}]
     for m in manifests:
-        ms = m["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
-        per = m["sparsity_realised"]["per_modality"]
-        out.append({"name": m["name"], "method": m["method"], "granularity": m["granularity"],
-                    "sparsity": m["sparsity"], "seed": m["seed"], "realised": m["sparsity_realised"]["overall"],
+        ms = m.median_ms("fused")
+        per = m.sparsity_realised["per_modality"]
+        out.append({"name": m.name, "method": m.method, "granularity": m.granularity,
+                    "sparsity": m.sparsity, "seed": m.seed, "realised": m.sparsity_realised["overall"],
                     "camera": per.get("camera", 0.0), "lidar": per.get("lidar", 0.0),
-                    "fusion": per.get("fusion", 0.0), "params_m": m["complexity"]["params_m"],
-                    "gflops": m["complexity"]["fused"]["gflops"], **_metric_cols(m["metrics"]), "ort_ms": ms,
-                    "ort_speedup": round(dense_ms / ms, 2), **gpu_cols(m["name"]), "scoring_s": scoring_seconds(m),
-                    "finetune_s": m["finetune"]["seconds"]})
+                    "fusion": per.get("fusion", 0.0), "params_m": m.complexity["params_m"],
+                    "gflops": m.complexity["fused"]["gflops"], **_metric_cols(m.metrics), "ort_ms": ms,
+                    "ort_speedup": round(dense_ms / ms, 2), **gpu_cols(m.name),
+                    "scoring_s": float(m.scoring["seconds"]), "finetune_s": m.finetune["seconds"]})
     return out
 
 
@@ -267,8 +188,8 @@ def results(out_root: str | Path, dense_dir: str | Path, carried: list = (), ear
     """The rows of every variant in `out_root` plus the `carried` ones (`carried_rows`) that no worker has built
     here since. `gpu`: a variant-latency timing restricted to current models (or None): the gpu_* columns."""
     out_root, dense_dir = Path(out_root), Path(dense_dir)
-    manifests = collect(out_root)
-    built = {m["name"] for m in manifests}
+    manifests = read_manifests(out_root)
+    built = {m.name for m in manifests}
     carried = [r for r in carried if r["name"] not in built]  # another worker, run without --carry, built it
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     dense_ms = dense_latency(dense_meta, out_root)["fused"]

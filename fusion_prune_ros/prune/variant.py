@@ -24,10 +24,12 @@ from ..config import DetectorConfig, load_yaml, to_dict
 from ..data.dataset import Augment, DetectionDataset, build_cache
 from ..data.nusc import require_dataset
 from ..errors import UserError
+from ..export.manifest import GRAPHS, Manifest
 from ..export.onnx_export import INPUT_NAMES, export_all, sha256
 from ..model.checkpoint import load_detector, save_detector
 from ..model.flops import count_flops, example_inputs
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.timing import time_calls
 from ..training.fit import FitHooks, fit, flush_denormals
 from .calibration import PruneContext, calibration_batches
@@ -93,7 +95,7 @@ def check_spec(spec: PruneSpec) -> None:
 
 
 def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
-                  quiet: bool = False, log: Path | None = None, data: DataOverride | None = None) -> dict:
+                  quiet: bool = False, log: Path | None = None, data: DataOverride | None = None) -> Manifest:
     """Run (or resume) one variant; returns its manifest. When this call finished it (it was not found finished, nor
     finished by another worker while this one took the claim), one line {"variant", "seconds", "started",
     "finished", "pid"} is appended to `log`, covering this call's part of the work (a resumed variant's earlier
@@ -102,18 +104,17 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     it, raised before the variant folder is claimed)."""
     check_spec(spec)
     out = Path(out_root) / spec.name
-    manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        return json.loads(manifest_path.read_text())
+    if Manifest.exists(out):
+        return Manifest.read(out)
     loaded = load_detector(dense)
     (data or DataOverride()).apply(loaded[1])
     require_dataset(loaded[1].data.dataroot, loaded[1].data.version)
     with claimed(out):
-        if manifest_path.is_file():  # finished by another worker between the check above and the claim
-            return json.loads(manifest_path.read_text())
+        if Manifest.exists(out):  # finished by another worker between the check above and the claim
+            return Manifest.read(out)
         started = datetime.now(timezone.utc)
         manifest = _build(loaded, spec, pcfg, out, quiet)
-        manifest_path.write_text(json.dumps(manifest, indent=1))
+        manifest.write(out)
         (out / "pruned.pt").unlink(missing_ok=True)
         shutil.rmtree(out / "finetune", ignore_errors=True)
         if log is not None:
@@ -127,7 +128,7 @@ def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_roo
     return manifest
 
 
-def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: bool) -> dict:
+def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: bool) -> Manifest:
     """Score, prune, fine-tune (resuming from `out`'s checkpoints), evaluate and export `loaded` (the dense
     checkpoint's model, config and metadata); returns the manifest."""
     model, cfg, dense_meta = loaded
@@ -221,7 +222,7 @@ def sparsity_report(model, dense_model) -> dict:
 
 
 def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg: PruneConfig, scoring: dict,
-            finetune: dict, masks, out: Path, quiet: bool) -> dict:
+            finetune: dict, masks, out: Path, quiet: bool) -> Manifest:
     from ..data.nusc import open_nuscenes
     from ..model.inference import evaluate_conditions, torch_runner
     from ..evaluation.metrics import brief_metrics
@@ -242,24 +243,23 @@ def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg
     for mode, path in paths.items():
         session = backend.load(path, mode)
         latency[mode] = time_calls(lambda: session.run(inputs), pcfg.latency_iterations)
-    return {"name": spec.name, "method": spec.method, "sparsity": spec.sparsity, "granularity": spec.granularity,
-            "seed": spec.seed, "dense": dense_meta.get("name", "dense"),
-            "sparsity_realised": sparsity_report(pruned, dense_model), "complexity": count_flops(pruned, cfg),
-            "metrics": {k: brief_metrics(v) for k, v in results.items()},
-            "latency_ms": {"ort-cpu-2t": {m: v for m, v in latency.items()}},
-            "scoring": scoring, "finetune": finetune, "prune_config": to_dict(pcfg),
-            "files": {p.name: sha256(p) for p in [out / "model.pt", *paths.values()]}}
+    return Manifest(name=spec.name, method=spec.method, sparsity=spec.sparsity, granularity=spec.granularity,
+                    seed=spec.seed, dense=dense_meta.get("name", "dense"),
+                    sparsity_realised=sparsity_report(pruned, dense_model), complexity=count_flops(pruned, cfg),
+                    metrics={k: brief_metrics(v) for k, v in results.items()},
+                    latency_ms={str(ORT_CPU_2T): {m: latency[m] for m in GRAPHS}},
+                    scoring=scoring, finetune=finetune, prune_config=to_dict(pcfg),
+                    files={p.name: sha256(p) for p in [out / "model.pt", *paths.values()]})
 
 
-def describe(manifest: dict) -> list:
+def describe(manifest: Manifest) -> list:
     """Lines summarising a finished variant: realised sparsity, size, accuracy per condition, CPU latency."""
-    real, size = manifest["sparsity_realised"], manifest["complexity"]
-    lines = [f"{manifest['name']}: realised sparsity {real['overall']:.3f} (camera "
+    real, size = manifest.sparsity_realised, manifest.complexity
+    lines = [f"{manifest.name}: realised sparsity {real['overall']:.3f} (camera "
              f"{real['per_modality'].get('camera', 0):.3f}, LiDAR {real['per_modality'].get('lidar', 0):.3f}), "
              f"{size['params_m']:.3f} M params, {size['fused']['gflops']:.2f} GFLOPs"]
-    lines += [f"  {cond:<12} mAP {v['mAP']:.4f}  NDS {v['NDS']:.4f}" for cond, v in manifest["metrics"].items()]
-    fused_ms = manifest["latency_ms"]["ort-cpu-2t"]["fused"]["median_ms"]
-    return lines + [f"  ONNX Runtime CPU (2 threads) fused {fused_ms:.1f} ms"]
+    lines += [f"  {cond:<12} mAP {v['mAP']:.4f}  NDS {v['NDS']:.4f}" for cond, v in manifest.metrics.items()]
+    return lines + [f"  ONNX Runtime CPU (2 threads) fused {manifest.median_ms('fused'):.1f} ms"]
 
 
 def load_prune_config(path: str | Path | None) -> PruneConfig:

@@ -15,6 +15,7 @@ import yaml
 
 from ..config import from_dict, to_dict
 from ..errors import UserError
+from .latency_key import ORT_CPU_2T, LatencyKey
 
 MODALITIES = ("fused", "lidar", "camera")
 
@@ -31,7 +32,7 @@ class Variant:
     params_m: float = 0.0
     gflops: float = 0.0
     metrics: dict = field(default_factory=dict)  # condition -> {"mAP": .., "NDS": ..}
-    latency_ms: dict = field(default_factory=dict)  # device key (e.g. "ort-cpu-2t") -> median ms
+    latency_ms: dict = field(default_factory=dict)  # str(LatencyKey) -> median ms
     sha256: str = ""
 
 
@@ -40,7 +41,7 @@ class Profile:
     name: str
     variants: list
     detector: str = "detector.yaml"  # the model's input configuration (grid, images), relative to the profile
-    latency_key: str = "ort-cpu-2t"  # which measured latency seeds the policy before a variant has run
+    latency_key: str = str(ORT_CPU_2T)  # which measured latency seeds the policy before a variant has run
     root: str = ""  # folder the variant paths are relative to (set when loading)
 
     def variant(self, name: str) -> Variant:
@@ -78,6 +79,11 @@ def load_profile(path: str | Path, check_files: bool = True) -> Profile:
         raise UserError(f"profile {path}: duplicate variant names")
     if check_files and not profile.path(profile.detector).is_file():
         raise UserError(f"profile {path}: detector config not found: {profile.path(profile.detector)}")
+    for key in [profile.latency_key, *(k for v in variants for k in v.latency_ms)]:
+        try:
+            LatencyKey.parse(key)
+        except UserError as e:
+            raise UserError(f"profile {path}: {e}") from None
     for v in variants:
         if v.modality not in MODALITIES:
             raise UserError(f"profile {path}: variant {v.name} has unknown modality {v.modality!r}")
