@@ -1,16 +1,20 @@
-"""The benchmark's graph list: its ratio column always has the dense fused graph to divide by."""
+"""The benchmark's graph list and tables: its ratio column always has the dense fused graph to divide by."""
 from dataclasses import replace
 from pathlib import Path
 
-from fusion_prune_ros.tools.bench import graphs
+from fusion_prune_ros.runtime.machine import cpu_description
 from fusion_prune_ros.runtime.profile import load_profile
+from fusion_prune_ros.tools.bench import graphs, network_table
 
 ROOT = Path(__file__).parents[1]
 
 
+def _without_dense(profile):
+    return replace(profile, variants=[v for v in profile.variants if v.method != "dense"])
+
+
 def test_the_dense_fused_graph_is_timed_even_when_the_profile_ladder_displaced_it():
-    profile = load_profile(ROOT / "config" / "profiles" / "default.yaml")
-    assert not any(v.name.startswith("dense") and v.modality == "fused" for v in profile.variants)
+    profile = _without_dense(load_profile(ROOT / "config" / "profiles" / "default.yaml"))
     listed = graphs(profile)
     name, modality, onnx, checkpoint, gflops = listed[0]
     assert (name, modality) == ("dense-fused (reference)", "fused")
@@ -20,3 +24,24 @@ def test_the_dense_fused_graph_is_timed_even_when_the_profile_ladder_displaced_i
     # A profile that holds the dense fused graph is timed as it is, without a second copy.
     with_dense = replace(profile, variants=[replace(profile.variants[0], name="dense-fused"), *profile.variants[1:]])
     assert [g[0] for g in graphs(with_dense)] == [v.name for v in with_dense.variants]
+
+
+def test_network_table_gives_every_graph_a_ratio_against_dense_timed_in_the_same_run():
+    profile = _without_dense(load_profile(ROOT / "config" / "profiles" / "default.yaml"))
+    rows = network_table(profile, iterations=2, backends=[("onnxruntime", "cpu")])
+    assert [r["variant"] for r in rows] == [g[0] for g in graphs(profile)]
+    dense = rows[0]
+    assert dense["speedup_vs_dense"] == 1.0
+    for r in rows:
+        assert 0 < r["median_ms"] <= r["p95_ms"]
+        assert r["speedup_vs_dense"] == round(dense["median_ms"] / r["median_ms"], 2)
+
+
+def test_cpu_description_names_model_cores_and_vector_extension(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    text = cpu_description(info)
+    assert text.startswith("AMD EPYC 9R14, ") and text.endswith(" cores, AVX-512")
+    info.write_text("model name\t: Intel Xeon\nflags\t: sse2 avx2\n")
+    assert cpu_description(info).endswith("AVX2")

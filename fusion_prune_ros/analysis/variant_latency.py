@@ -10,7 +10,6 @@ network, outputs copied back (preprocessing and decoding are not in it).
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ..export.manifest import MANIFEST_FILE
 from ..export.onnx_export import INPUT_NAMES, sha256
 from ..model.flops import example_inputs
 from ..runtime.backends import create_backend
+from ..runtime.machine import cpu_description
 from ..runtime.timing import summarise, time_side_by_side
 
 MODES = ("fused", "lidar", "camera")
@@ -40,7 +40,7 @@ def device_name(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()} CPU"
+    return cpu_description()
 
 
 def time_variants(dense_dir: Path, variants_root: Path, kind: str, device: str, iterations: int = 100,

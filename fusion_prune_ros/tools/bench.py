@@ -15,7 +15,6 @@ No timing is asserted anywhere in the tests; this is where timings live.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from ..config import DetectorConfig, load_yaml
 from ..model.graph_io import zero_inputs
 from ..runtime.backends import available_kinds, create_backend
 from ..runtime.profile import Profile, Variant, load_profile, save_profile
+from ..runtime.machine import cpu_description
 from ..runtime.timing import time_calls
 
 
@@ -45,8 +45,7 @@ def graphs(profile) -> list:
     return out
 
 
-def network_table(profile_path: str, iterations: int, backends: list) -> list:
-    profile = load_profile(profile_path)
+def network_table(profile: Profile, iterations: int, backends: list) -> list:
     cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
     inputs = zero_inputs(cfg)
     rows = []
@@ -64,7 +63,7 @@ def network_table(profile_path: str, iterations: int, backends: list) -> list:
     return rows
 
 
-def frame_table(profile_path: str, bag: str, frames: int, rounds: int = 2) -> list:
+def frame_table(profile: Profile, bag: str, frames: int, rounds: int = 2) -> list:
     """Whole frames of a bag through the node's core (no DDS, no sync wait: the frame time here is the processing,
     not the wait for late images), per graph of `graphs`: each replays the bag alone (a profile of that graph only)
     in turn, `rounds` times, so that a change of load on the machine hits every graph alike."""
@@ -73,7 +72,6 @@ def frame_table(profile_path: str, bag: str, frames: int, rounds: int = 2) -> li
     from ..runtime.feeder import FeederConfig
     from ..runtime.policy import PolicyConfig
 
-    profile = load_profile(profile_path)
     listed = graphs(profile)
     samples = {name: ([], []) for name, *_ in listed}
     with tempfile.TemporaryDirectory(prefix="bench_frames_") as tmp:
@@ -116,7 +114,7 @@ print("ready", flush=True)
 """
 
 
-def start_time(profile_path: str) -> dict:
+def start_time(profile_path: str, variants: int) -> dict:
     """Seconds from starting a Python process to a core with every variant of the profile loaded and warm: what
     the node spends between its launch and being able to run a frame (ROS set-up aside)."""
     t0 = time.perf_counter()
@@ -126,12 +124,11 @@ def start_time(profile_path: str) -> dict:
     seconds = time.perf_counter() - t0
     if probe.wait(timeout=120) or line.strip() != "ready":
         raise RuntimeError(f"the start probe failed (exit code {probe.returncode})")
-    return {"process_start_to_ready_s": round(seconds, 2), "variants": len(load_profile(profile_path).variants)}
+    return {"process_start_to_ready_s": round(seconds, 2), "variants": variants}
 
 
-def switch_cost(profile_path: str, iterations: int = 20) -> dict:
+def switch_cost(profile: Profile, iterations: int = 20) -> dict:
     """Steady-state network time vs the first run right after switching from another variant."""
-    profile = load_profile(profile_path)
     cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
     from ..runtime.pool import VariantPool
 
@@ -224,20 +221,22 @@ def markdown(title: str, rows: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(profile: str, bag: str | None, out: Path, iterations: int = 30, frames: int = 60,
+def run_bench(profile_path: str, bag: str | None, out: Path, iterations: int = 30, frames: int = 60,
               dds: bool = True) -> str:
+    profile = load_profile(profile_path)
     kinds = [k for k in available_kinds() if k[0] != "tensorrt"] + [("torch", "cpu")]
     sections = [markdown("Network latency per variant and backend (batch 1)", network_table(profile, iterations,
                                                                                                kinds))]
     if bag:
         sections.append(markdown("Whole frame through the node's core (ONNX Runtime CPU, 2 threads)",
                                  frame_table(profile, bag, frames)))
-    sections.append(markdown("Process start to a core with every variant loaded and warm", [start_time(profile)]))
+    sections.append(markdown("Process start to a core with every variant loaded and warm",
+                             [start_time(profile_path, len(profile.variants))]))
     sections.append(markdown("Variant switch cost (all variants loaded and warm)", [switch_cost(profile)]))
     if dds:
         sections.append(markdown("DDS delivery of 1 MB best-effort PointCloud2 at 10 Hz, two processes, loopback",
                                  dds_delivery()))
-    header = (f"# Benchmarks\n\nMeasured with `fusion-prune bench` on {os.cpu_count()} CPU cores, "
+    header = (f"# Benchmarks\n\nMeasured with `fusion-prune bench` on {cpu_description()}, "
               f"{time.strftime('%Y-%m-%d')}; medians and p95 over repeated runs after warm-up.\n\n")
     text = header + "\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)
