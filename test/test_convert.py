@@ -1,4 +1,5 @@
-"""ROS message conversion (fusion_prune_ros.ros.convert) against messages built with rosbags' classes.
+"""ROS message conversion (fusion_prune_ros.ros: point_cloud, camera, transforms, stamps, msg_types,
+detection_msgs) against messages built with rosbags' classes.
 
 Point clouds are packed by a helper that writes arbitrary fields, offsets, padding (filled with random bytes, so
 reading padding would show), row padding and byte order, the way real drivers lay them out; every output message
@@ -18,12 +19,14 @@ from fusion_prune_ros.bag import typestore as ts
 from fusion_prune_ros.data.classes import CLASS_COLORS, DETECTION_CLASSES
 from fusion_prune_ros.detections import Detections
 from fusion_prune_ros.geometry import quat_to_matrix, wrap_angle
-from fusion_prune_ros.ros.convert import (InputError, camera_info_to_intrinsics,
-                                          cloud_to_points, compressed_to_rgb,
-                                          detections_to_markers, detections_to_msg, image_to_rgb,
-                                          import_message_class, label_info_msg, msg_to_detections, ns_to_stamp,
-                                          rclpy_types, rosbags_types, stamp_to_ns, tf_message_to_matrices,
-                                          transform_to_matrix)
+from fusion_prune_ros.errors import InputError
+from fusion_prune_ros.ros.camera import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
+from fusion_prune_ros.ros.detection_msgs import (detections_to_markers, detections_to_msg, label_info_msg,
+                                                 msg_to_detections)
+from fusion_prune_ros.ros.msg_types import import_message_class, rclpy_types, rosbags_types
+from fusion_prune_ros.ros.point_cloud import cloud_to_points
+from fusion_prune_ros.ros.stamps import ns_to_stamp, stamp_to_ns
+from fusion_prune_ros.ros.transforms import tf_message_to_matrices, transform_to_matrix
 
 STORE = ts.typestore()
 T = STORE.types

@@ -24,7 +24,7 @@ from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection3DArray  # noqa: E402
 
 from fusion_prune_ros.bag.replay import replay  # noqa: E402
-from fusion_prune_ros.ros.convert import msg_to_detections  # noqa: E402
+from fusion_prune_ros.ros.detection_msgs import msg_to_detections  # noqa: E402
 from fusion_prune_ros.ros.play import play  # noqa: E402
 from fusion_prune_ros.ros.remote import NodeClient, NodeProcess  # noqa: E402
 from fusion_prune_ros.runtime.core import CoreConfig  # noqa: E402

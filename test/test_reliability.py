@@ -13,7 +13,7 @@ from rosbags.rosbag2 import Reader
 
 from fusion_prune_ros.bag import typestore as ts
 from fusion_prune_ros.errors import UserError
-from fusion_prune_ros.ros.convert import stamp_to_ns
+from fusion_prune_ros.ros.stamps import stamp_to_ns
 from fusion_prune_ros.ros.inputs import InputRouter, InputTopics
 from fusion_prune_ros.runtime.core import CoreConfig, DetectorCore
 from fusion_prune_ros.runtime.feeder import Feeder, FeederConfig

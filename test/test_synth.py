@@ -12,7 +12,7 @@ from fusion_prune_ros.data.nusc import open_nuscenes, split_sample_tokens
 from fusion_prune_ros.data.schema import TABLE_NAMES
 from fusion_prune_ros.data.synth.generate import SynthConfig, generate
 from fusion_prune_ros.data.synth.sensors import CameraModel, LidarModel, camera_calibs, lidar_calib
-from fusion_prune_ros.data.synth.world import sample_world
+from fusion_prune_ros.data.synth.layout import sample_world
 from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.evaluation.metrics import ground_truth
 from fusion_prune_ros.geometry import points_in_boxes

@@ -23,8 +23,9 @@ from tqdm import tqdm
 from ..data.classes import LIDAR
 from ..detections import Detections
 from ..errors import UserError
-from ..ros.convert import (detections_to_markers, detections_to_msg, label_info_msg, ns_to_stamp, rosbags_types,
-                           stamp_to_ns)
+from ..ros.detection_msgs import detections_to_markers, detections_to_msg, label_info_msg
+from ..ros.msg_types import rosbags_types
+from ..ros.stamps import ns_to_stamp, stamp_to_ns
 from ..ros.inputs import InputRouter, InputTopics
 from ..ros.topics import (ACTIVE_VARIANT_TOPIC, DETECTION_MARKERS_TOPIC, DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC,
                           LABEL_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC)
@@ -75,99 +76,29 @@ def replay(bag: str | Path, core_cfg: CoreConfig, out_dir: str | Path, scenario:
     clock = _ArrivalClock()
     feeder = Feeder(core, feeder_cfg or FeederConfig(), clock)
     router = InputRouter(feeder, InputTopics.for_cameras(core_cfg.cameras), core_cfg.lidar, core_cfg.max_points)
-    store = ts.typestore()
-    types = rosbags_types()
     record = ReplayRecord()
     writer = Writer(out_bag, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     try:
-        conns = {name: writer.add_connection(topic, typename, typestore=store) for name, topic, typename in [
-            ("det", DETECTIONS_TOPIC, ts.DETECTION3D_ARRAY), ("markers", DETECTION_MARKERS_TOPIC, ts.MARKER_ARRAY),
-            ("variant", ACTIVE_VARIANT_TOPIC, "std_msgs/msg/String"),
-            ("diag", DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
-            ("labels", LABEL_INFO_TOPIC, ts.LABEL_INFO)]}
-        start_ns = record.start_ns = reader.start_time
-        start_s = start_ns * 1e-9
+        output = _OutputBag(writer)
+        record.start_ns = reader.start_time
         if rate <= 0:
             raise UserError("rate must be positive")
-        header = store.types[ts.HEADER](stamp=ns_to_stamp(start_ns, store.types[ts.TIME]), frame_id=LIDAR)
-        writer.write(conns["labels"], start_ns, store.serialize_cdr(label_info_msg(header, types), ts.LABEL_INFO))
-        worker_free = -np.inf
-        loop_done = 0
-        next_tick = next_diag = 0.0  # arrival time (s from the bag start, at the player's rate)
-        shift_ns = record.loop_shift_ns = reader.end_time - start_ns + LIDAR_PERIOD_NS
+        output.write_label_info(record.start_ns)
+        record.loop_shift_ns = reader.end_time - record.start_ns + LIDAR_PERIOD_NS
+        options = _RunOptions(rate, no_drop, keep_detections)
+        run = _Run(core, feeder, clock, router, output, record, scenario, options)
         total = sum(c.msgcount for c in reader.connections) * loops
         bar = tqdm(total=total, desc="replay", disable=quiet, mininterval=2.0, unit="msg")
-
-        def emit(out: FrameOutput, arrival: float) -> None:
-            t = arrival * rate  # bag seconds from the start
-            hdr = store.types[ts.HEADER](stamp=ns_to_stamp(out.stamp_ns, store.types[ts.TIME]), frame_id=out.frame_id)
-            stamp = start_ns + int(t * 1e9)
-            writer.write(conns["det"], stamp, store.serialize_cdr(detections_to_msg(out.detections, hdr, types),
-                                                                  ts.DETECTION3D_ARRAY))
-            writer.write(conns["markers"], stamp, store.serialize_cdr(
-                detections_to_markers(out.detections, hdr, types, int(0.15e9), "fusion_prune"), ts.MARKER_ARRAY))
-            writer.write(conns["variant"], stamp, store.serialize_cdr(
-                store.types["std_msgs/msg/String"](data=out.variant), "std_msgs/msg/String"))
-            if keep_detections:
-                record.detections[out.stamp_ns] = out.detections
-            record.frames.append({"t": round(t, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
-                                  "latency_ms": round(out.timings_ms["end_to_end"], 2),
-                                  "network_ms": round(out.timings_ms["network"], 2),
-                                  "budget_ms": core.policy.cfg.latency_budget_ms,
-                                  "segment": scenario.segment(t), "cameras": out.cameras})
-
-        def run_until(t: float) -> None:
-            """The worker, up to arrival time t: whatever is ready runs as soon as the worker is free; a frame keeps
-            it busy for the wall time it took (none with no_drop)."""
-            nonlocal worker_free
-            while (ready := feeder.next_ready()) is not None and max(ready, worker_free) <= t:
-                clock.t = max(ready, worker_free)
-                w0 = time.perf_counter()
-                outputs = feeder.work()
-                worker_free = clock.t + (0.0 if no_drop else time.perf_counter() - w0)
-                for out in outputs:
-                    emit(out, clock.t)
-
-        for k, conn, t_ns, raw in _passes(reader, loops, shift_ns):
+        loop_done = 0
+        for k, conn, t_ns, raw in _passes(reader, loops, record.loop_shift_ns):
             bar.update(1)
             if k != loop_done:
                 if on_loop is not None:
                     on_loop(loop_done, core)
                 loop_done = k
-            t_rel = t_ns * 1e-9 - start_s
-            now = t_rel / rate
-            while next_tick <= now:
-                run_until(next_tick)
-                clock.t = next_tick
-                feeder.tick()
-                record.health.append((round(next_tick * rate, 3), core.health.usable(LIDAR, next_tick),
-                                      int(sum(core.health.camera_mask(next_tick)))))
-                next_tick += TICK_S
-            run_until(now)
-            clock.t = now
-            budget = scenario.setting("budget_ms", t_rel)
-            if budget is not None:
-                core.set_latency_budget(budget)
-            override = scenario.setting("override", t_rel)
-            if override is not None:
-                core.set_override(override)
-            if now >= next_diag:
-                _write_diagnostics(writer, conns["diag"], store, core, now, t_ns)
-                next_diag += DIAGNOSTICS_PERIOD_S
-            topic = conn.topic
-            sensor = LIDAR if topic == LIDAR_TOPIC else router.topics.images.get(topic) or \
-                router.topics.camera_infos.get(topic)
-            if topic == LIDAR_TOPIC:
-                record.lidar_stamps.append(t_ns)
-            if sensor is not None and scenario.blocked(sensor, t_rel):
-                record.withheld[sensor] += 1
-                continue
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            if k:
-                _shift_stamps(msg, k * shift_ns, store)
-            router.route(topic, msg)
-        run_until(np.inf)
+            run.arrive(k, conn, t_ns, raw)
+        run.work_until(np.inf)
         if on_loop is not None:
             on_loop(loops - 1, core)
         bar.close()
@@ -184,6 +115,138 @@ class _ArrivalClock:
 
     def __call__(self) -> float:
         return self.t
+
+
+class _OutputBag:
+    """The node's output topics in the replay's bag, messages built with the rosbags classes."""
+
+    def __init__(self, writer: Writer):
+        self.writer = writer
+        self.store = ts.typestore()
+        self.types = rosbags_types()
+        topics = [("det", DETECTIONS_TOPIC, ts.DETECTION3D_ARRAY),
+                  ("markers", DETECTION_MARKERS_TOPIC, ts.MARKER_ARRAY),
+                  ("variant", ACTIVE_VARIANT_TOPIC, "std_msgs/msg/String"),
+                  ("diag", DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+                  ("labels", LABEL_INFO_TOPIC, ts.LABEL_INFO)]
+        self.conns = {name: writer.add_connection(topic, typename, typestore=self.store)
+                      for name, topic, typename in topics}
+
+    def header(self, stamp_ns: int, frame_id: str):
+        return self.store.types[ts.HEADER](stamp=ns_to_stamp(stamp_ns, self.store.types[ts.TIME]), frame_id=frame_id)
+
+    def write_label_info(self, start_ns: int) -> None:
+        msg = label_info_msg(self.header(start_ns, LIDAR), self.types)
+        self.writer.write(self.conns["labels"], start_ns, self.store.serialize_cdr(msg, ts.LABEL_INFO))
+
+    def write_frame(self, out: FrameOutput, stamp: int) -> None:
+        """One frame's detections, markers and active variant, written at bag time `stamp`."""
+        store, types, hdr = self.store, self.types, self.header(out.stamp_ns, out.frame_id)
+        self.writer.write(self.conns["det"], stamp, store.serialize_cdr(
+            detections_to_msg(out.detections, hdr, types), ts.DETECTION3D_ARRAY))
+        self.writer.write(self.conns["markers"], stamp, store.serialize_cdr(
+            detections_to_markers(out.detections, hdr, types, int(0.15e9), "fusion_prune"), ts.MARKER_ARRAY))
+        self.writer.write(self.conns["variant"], stamp, store.serialize_cdr(
+            store.types["std_msgs/msg/String"](data=out.variant), "std_msgs/msg/String"))
+
+    def write_diagnostics(self, core: DetectorCore, now: float, t_ns: int) -> None:
+        T = self.store.types
+        statuses = []
+        for name, level, message, values in core.diagnostics(now):
+            statuses.append(T["diagnostic_msgs/msg/DiagnosticStatus"](
+                level=level, name=name, message=message, hardware_id="fusion_prune",
+                values=[T["diagnostic_msgs/msg/KeyValue"](key=str(k), value=str(v)) for k, v in values.items()]))
+        msg = T["diagnostic_msgs/msg/DiagnosticArray"](header=self.header(t_ns, ""), status=statuses)
+        self.writer.write(self.conns["diag"], t_ns,
+                          self.store.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray"))
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    rate: float  # the player's rate: arrival time = bag time / rate
+    no_drop: bool  # frames take no time on the arrival clock, so no sweep is dropped as `busy`
+    keep_detections: bool
+
+
+class _Run:
+    """One replay on the arrival clock (seconds from the bag start, at the player's rate): the node's timer ticks,
+    its worker, the scenario's settings and the routing of each message."""
+
+    def __init__(self, core: DetectorCore, feeder: Feeder, clock: _ArrivalClock, router: InputRouter,
+                 output: _OutputBag, record: ReplayRecord, scenario: Scenario, options: _RunOptions):
+        self.core, self.feeder, self.clock, self.router = core, feeder, clock, router
+        self.output, self.record, self.scenario, self.options = output, record, scenario, options
+        self.start_s = record.start_ns * 1e-9
+        self.worker_free = -np.inf
+        self.next_tick = self.next_diag = 0.0
+
+    def arrive(self, k: int, conn, t_ns: int, raw) -> None:
+        """Message `raw` of pass k arrives at bag time t_ns: the clock moves on to it, then it is routed unless the
+        scenario withholds its sensor."""
+        t_rel = t_ns * 1e-9 - self.start_s
+        now = t_rel / self.options.rate
+        self._tick_until(now)
+        self.work_until(now)
+        self.clock.t = now
+        self._apply_scenario(t_rel)
+        if now >= self.next_diag:
+            self.output.write_diagnostics(self.core, now, t_ns)
+            self.next_diag += DIAGNOSTICS_PERIOD_S
+        topic = conn.topic
+        sensor = LIDAR if topic == LIDAR_TOPIC else self.router.topics.images.get(topic) or \
+            self.router.topics.camera_infos.get(topic)
+        if topic == LIDAR_TOPIC:
+            self.record.lidar_stamps.append(t_ns)
+        if sensor is not None and self.scenario.blocked(sensor, t_rel):
+            self.record.withheld[sensor] += 1
+            return
+        store = self.output.store
+        msg = store.deserialize_cdr(raw, conn.msgtype)
+        if k:
+            _shift_stamps(msg, k * self.record.loop_shift_ns, store)
+        self.router.route(topic, msg)
+
+    def work_until(self, t: float) -> None:
+        """The worker, up to arrival time t: whatever is ready runs as soon as the worker is free; a frame keeps
+        it busy for the wall time it took (none with no_drop)."""
+        while (ready := self.feeder.next_ready()) is not None and max(ready, self.worker_free) <= t:
+            self.clock.t = max(ready, self.worker_free)
+            w0 = time.perf_counter()
+            outputs = self.feeder.work()
+            self.worker_free = self.clock.t + (0.0 if self.options.no_drop else time.perf_counter() - w0)
+            for out in outputs:
+                self._emit(out, self.clock.t)
+
+    def _tick_until(self, now: float) -> None:
+        """The node's timer ticks due by arrival time `now`, each after the work that was ready before it."""
+        core = self.core
+        while self.next_tick <= now:
+            self.work_until(self.next_tick)
+            self.clock.t = self.next_tick
+            self.feeder.tick()
+            self.record.health.append((round(self.next_tick * self.options.rate, 3),
+                                       core.health.usable(LIDAR, self.next_tick),
+                                       int(sum(core.health.camera_mask(self.next_tick)))))
+            self.next_tick += TICK_S
+
+    def _apply_scenario(self, t_rel: float) -> None:
+        budget = self.scenario.setting("budget_ms", t_rel)
+        if budget is not None:
+            self.core.set_latency_budget(budget)
+        override = self.scenario.setting("override", t_rel)
+        if override is not None:
+            self.core.set_override(override)
+
+    def _emit(self, out: FrameOutput, arrival: float) -> None:
+        t = arrival * self.options.rate  # bag seconds from the start
+        self.output.write_frame(out, self.record.start_ns + int(t * 1e9))
+        if self.options.keep_detections:
+            self.record.detections[out.stamp_ns] = out.detections
+        self.record.frames.append({"t": round(t, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
+                                   "latency_ms": round(out.timings_ms["end_to_end"], 2),
+                                   "network_ms": round(out.timings_ms["network"], 2),
+                                   "budget_ms": self.core.policy.cfg.latency_budget_ms,
+                                   "segment": self.scenario.segment(t), "cameras": out.cameras})
 
 
 def _passes(reader, loops: int, shift_ns: int):
@@ -203,18 +266,6 @@ def _shift_stamps(msg, shift_ns: int, store) -> None:
         header = getattr(obj, "header", None)
         if header is not None:
             header.stamp = ns_to_stamp(stamp_to_ns(header.stamp) + shift_ns, time_class)
-
-
-def _write_diagnostics(writer, conn, store, core: DetectorCore, now: float, t_ns: int) -> None:
-    T = store.types
-    statuses = []
-    for name, level, message, values in core.diagnostics(now):
-        statuses.append(T["diagnostic_msgs/msg/DiagnosticStatus"](
-            level=level, name=name, message=message, hardware_id="fusion_prune",
-            values=[T["diagnostic_msgs/msg/KeyValue"](key=str(k), value=str(v)) for k, v in values.items()]))
-    header = T[ts.HEADER](stamp=ns_to_stamp(t_ns, T[ts.TIME]), frame_id="")
-    msg = T["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=statuses)
-    writer.write(conn, t_ns, store.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray"))
 
 
 def score(record: ReplayRecord, scenario: Scenario, dataroot: str, version: str, split: str, out_dir: Path) -> dict:

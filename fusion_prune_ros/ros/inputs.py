@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtime import feeder as fd
-from .convert import (camera_info_to_intrinsics, cloud_to_points, compressed_to_rgb, image_to_rgb, stamp_to_ns,
-                      tf_message_to_matrices, transform_to_matrix)
+from .camera import camera_info_to_intrinsics, compressed_to_rgb, image_to_rgb
+from .point_cloud import cloud_to_points
+from .stamps import stamp_to_ns
+from .transforms import tf_message_to_matrices, transform_to_matrix
 from .topics import LIDAR_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, camera_info_topic, image_topic
 
 

@@ -41,7 +41,9 @@ from ..runtime.feeder import Feeder, FeederConfig
 from ..runtime.health import HealthConfig
 from ..runtime.policy import PolicyConfig
 from . import topics
-from .convert import detections_to_markers, detections_to_msg, label_info_msg, ns_to_stamp, rclpy_types
+from .detection_msgs import detections_to_markers, detections_to_msg, label_info_msg
+from .msg_types import rclpy_types
+from .stamps import ns_to_stamp
 from .inputs import InputRouter, InputTopics
 
 NODE_NAME = "fusion_prune"

@@ -17,7 +17,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 
 from ..bag.paths import open_reader
 from ..errors import UserError
-from .convert import import_message_class
+from .msg_types import import_message_class
 from .topics import TF_STATIC_TOPIC, TF_TOPIC
 
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"

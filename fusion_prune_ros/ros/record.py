@@ -13,7 +13,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..bag import typestore as ts
 from ..errors import UserError
-from .convert import import_message_class
+from .msg_types import import_message_class
 
 
 class Recorder:

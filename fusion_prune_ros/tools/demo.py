@@ -149,7 +149,8 @@ def _read_outputs(input_bag: Path, output_bag: Path) -> tuple:
     from ..bag import typestore as ts
     from ..bag.paths import open_reader
     from ..bag.replay import ReplayRecord
-    from ..ros.convert import msg_to_detections, stamp_to_ns
+    from ..ros.detection_msgs import msg_to_detections
+    from ..ros.stamps import stamp_to_ns
 
     store = ts.typestore()
     record = ReplayRecord()

@@ -89,15 +89,8 @@ def fit(model: torch.nn.Module, dataset: DetectionDataset, cfg: TrainConfig, out
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
                                                     pct_start=cfg.pct_start)
-    start, elapsed = 0, 0.0
     ckpt = out_dir / "last.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["steps"] == steps:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start, elapsed = state["step"], state["seconds"]
+    start, elapsed = _resume(ckpt, steps, model, optimizer, scheduler, device)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -117,20 +110,7 @@ def fit(model: torch.nn.Module, dataset: DetectionDataset, cfg: TrainConfig, out
     try:
         for step, batch in enumerate(loader, start):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast("cuda", enabled=use_amp):
-                heat, reg = net(batch["lidar_bev"], batch["images"], batch["cam_grid"], batch["presence"])
-                loss, parts = detection_loss(heat.float(), reg.float(), batch)
-                if hooks.regulariser is not None:
-                    extra = hooks.regulariser(model, batch, (heat, reg))
-                    loss = loss + extra
-                    parts["regulariser"] = float(extra.detach())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-            scheduler.step()
-            if hooks.after_step is not None:
-                hooks.after_step(model)
+            loss, parts = _step(net, model, batch, optimizer, scheduler, hooks, use_amp)
             bar.update(1)
             value = loss.item()
             if not math.isfinite(value):
@@ -153,6 +133,40 @@ def fit(model: torch.nn.Module, dataset: DetectionDataset, cfg: TrainConfig, out
         _save(ckpt, model, optimizer, scheduler, steps, steps, time.time() - t0)
     model.eval()
     return {"steps": steps, "seconds": round(time.time() - t0, 1), **parts}
+
+
+def _resume(ckpt: Path, steps: int, model: torch.nn.Module, optimizer, scheduler, device: str) -> tuple[int, float]:
+    """(first step, seconds already trained): those of the checkpoint `ckpt`, whose model, optimiser and schedule
+    are loaded, when it belongs to a run of the same length; else a fresh start."""
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["steps"] == steps:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            return state["step"], state["seconds"]
+    return 0, 0.0
+
+
+def _step(net: torch.nn.Module, model: torch.nn.Module, batch: dict, optimizer, scheduler, hooks: FitHooks,
+          use_amp: bool) -> tuple[torch.Tensor, dict]:
+    """One optimiser step on `batch` through `net` (`model`, or its DistributedDataParallel wrapper); returns the
+    loss and its parts."""
+    with torch.autocast("cuda", enabled=use_amp):
+        heat, reg = net(batch["lidar_bev"], batch["images"], batch["cam_grid"], batch["presence"])
+        loss, parts = detection_loss(heat.float(), reg.float(), batch)
+        if hooks.regulariser is not None:
+            extra = hooks.regulariser(model, batch, (heat, reg))
+            loss = loss + extra
+            parts["regulariser"] = float(extra.detach())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    optimizer.step()
+    scheduler.step()
+    if hooks.after_step is not None:
+        hooks.after_step(model)
+    return loss, parts
 
 
 def _save(path: Path, model, optimizer, scheduler, step: int, steps: int, seconds: float) -> None:

@@ -27,7 +27,8 @@ from ...geometry import points_in_boxes, yaw_to_quat
 from ..classes import CAMERAS, LIDAR
 from .sensors import CameraModel, LidarModel, calib_quaternion, camera_calibs, encode_jpeg, lidar_calib
 from ..schema import LOCATIONS, TABLE_NAMES, make_token, static_tables, visibility_token
-from .world import CONDITION_CYCLE, PARKING, ROAD_HALF, SceneWorld, sample_world
+from .layout import sample_world
+from .world import CONDITION_CYCLE, PARKING, ROAD_HALF, SceneWorld
 
 VERSIONS = ("v1.0-mini", "v1.0-trainval")
 LIDAR_HZ = 20

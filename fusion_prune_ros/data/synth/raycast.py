@@ -96,6 +96,101 @@ class Hits:
 
 
 @njit(cache=True)
+def _nearest_box(dx, dy, dz, o, box, box_mat, best, bm, nx, ny, nz):
+    """The nearer of (best, bm, nx, ny, nz) and the ray's first hit on the boxes (slab test), as (distance,
+    material, object-frame normal); o: ray origin, (dx, dy, dz): its direction, both in the object frame."""
+    for p in range(box.shape[0]):
+        tn = -np.inf
+        tf = np.inf
+        ax = 0
+        sg = 0.0
+        ok = True
+        for a in range(3):
+            da = dx if a == 0 else (dy if a == 1 else dz)
+            oa = o[a]
+            lo = box[p, a]
+            hi = box[p, 3 + a]
+            if da == 0.0:
+                if oa < lo or oa > hi:
+                    ok = False
+                    break
+                continue
+            t1 = (lo - oa) / da
+            t2 = (hi - oa) / da
+            if t1 > t2:
+                t1, t2 = t2, t1
+            if t1 > tn:
+                tn = t1
+                ax = a
+                sg = -1.0 if da > 0 else 1.0
+            if t2 < tf:
+                tf = t2
+        if ok and tn <= tf and tn > 1e-3 and tn < best:
+            best = tn
+            bm = box_mat[p]
+            nx = sg if ax == 0 else 0.0
+            ny = sg if ax == 1 else 0.0
+            nz = sg if ax == 2 else 0.0
+    return best, bm, nx, ny, nz
+
+
+@njit(cache=True)
+def _nearest_cylinder(dx, dy, dz, o, cyl, cyl_mat, best, bm, nx, ny, nz):
+    """As `_nearest_box`, for the vertical cylinders: their side, and their top for a ray going down."""
+    for p in range(cyl.shape[0]):
+        ox = o[0] - cyl[p, 0]
+        oy = o[1] - cyl[p, 1]
+        r = cyl[p, 2]
+        aa = dx * dx + dy * dy
+        if aa > 0.0:
+            bb = 2.0 * (ox * dx + oy * dy)
+            cc = ox * ox + oy * oy - r * r
+            disc = bb * bb - 4.0 * aa * cc
+            if disc >= 0.0:
+                th = (-bb - np.sqrt(disc)) / (2.0 * aa)
+                zh = o[2] + th * dz
+                if th > 1e-3 and th < best and zh >= cyl[p, 3] and zh <= cyl[p, 4]:
+                    best = th
+                    bm = cyl_mat[p]
+                    nx = (ox + th * dx) / r
+                    ny = (oy + th * dy) / r
+                    nz = 0.0
+        if dz < 0.0:
+            th = (cyl[p, 4] - o[2]) / dz
+            px = ox + th * dx
+            py = oy + th * dy
+            if th > 1e-3 and th < best and px * px + py * py <= r * r:
+                best = th
+                bm = cyl_mat[p]
+                nx = 0.0
+                ny = 0.0
+                nz = 1.0
+    return best, bm, nx, ny, nz
+
+
+@njit(cache=True)
+def _nearest_sphere(dx, dy, dz, o, sph, sph_mat, best, bm, nx, ny, nz):
+    """As `_nearest_box`, for the spheres."""
+    for p in range(sph.shape[0]):
+        ox = o[0] - sph[p, 0]
+        oy = o[1] - sph[p, 1]
+        oz = o[2] - sph[p, 2]
+        r = sph[p, 3]
+        bb = ox * dx + oy * dy + oz * dz
+        cc = ox * ox + oy * oy + oz * oz - r * r
+        disc = bb * bb - cc
+        if disc >= 0.0:
+            th = -bb - np.sqrt(disc)
+            if th > 1e-3 and th < best:
+                best = th
+                bm = sph_mat[p]
+                nx = (ox + th * dx) / r
+                ny = (oy + th * dy) / r
+                nz = (oz + th * dz) / r
+    return best, bm, nx, ny, nz
+
+
+@njit(cache=True)
 def _trace(dirs, idx, o, c, s, box, box_mat, cyl, cyl_mat, sph, sph_mat, t, obj, mat, normal, local, oid,
            near, counting):
     """Intersect the rays dirs[idx] (scene frame) with one object's primitives; keep the nearer hits.
@@ -112,85 +207,9 @@ def _trace(dirs, idx, o, c, s, box, box_mat, cyl, cyl_mat, sph, sph_mat, t, obj,
         wx, wy, dz = dirs[i, 0], dirs[i, 1], dirs[i, 2]
         dx = c * wx + s * wy
         dy = -s * wx + c * wy
-        best = np.inf
-        bm = -1
-        nx = ny = nz = 0.0
-        for p in range(box.shape[0]):
-            tn = -np.inf
-            tf = np.inf
-            ax = 0
-            sg = 0.0
-            ok = True
-            for a in range(3):
-                da = dx if a == 0 else (dy if a == 1 else dz)
-                oa = o[a]
-                lo = box[p, a]
-                hi = box[p, 3 + a]
-                if da == 0.0:
-                    if oa < lo or oa > hi:
-                        ok = False
-                        break
-                    continue
-                t1 = (lo - oa) / da
-                t2 = (hi - oa) / da
-                if t1 > t2:
-                    t1, t2 = t2, t1
-                if t1 > tn:
-                    tn = t1
-                    ax = a
-                    sg = -1.0 if da > 0 else 1.0
-                if t2 < tf:
-                    tf = t2
-            if ok and tn <= tf and tn > 1e-3 and tn < best:
-                best = tn
-                bm = box_mat[p]
-                nx = sg if ax == 0 else 0.0
-                ny = sg if ax == 1 else 0.0
-                nz = sg if ax == 2 else 0.0
-        for p in range(cyl.shape[0]):
-            ox = o[0] - cyl[p, 0]
-            oy = o[1] - cyl[p, 1]
-            r = cyl[p, 2]
-            aa = dx * dx + dy * dy
-            if aa > 0.0:
-                bb = 2.0 * (ox * dx + oy * dy)
-                cc = ox * ox + oy * oy - r * r
-                disc = bb * bb - 4.0 * aa * cc
-                if disc >= 0.0:
-                    th = (-bb - np.sqrt(disc)) / (2.0 * aa)
-                    zh = o[2] + th * dz
-                    if th > 1e-3 and th < best and zh >= cyl[p, 3] and zh <= cyl[p, 4]:
-                        best = th
-                        bm = cyl_mat[p]
-                        nx = (ox + th * dx) / r
-                        ny = (oy + th * dy) / r
-                        nz = 0.0
-            if dz < 0.0:
-                th = (cyl[p, 4] - o[2]) / dz
-                px = ox + th * dx
-                py = oy + th * dy
-                if th > 1e-3 and th < best and px * px + py * py <= r * r:
-                    best = th
-                    bm = cyl_mat[p]
-                    nx = 0.0
-                    ny = 0.0
-                    nz = 1.0
-        for p in range(sph.shape[0]):
-            ox = o[0] - sph[p, 0]
-            oy = o[1] - sph[p, 1]
-            oz = o[2] - sph[p, 2]
-            r = sph[p, 3]
-            bb = ox * dx + oy * dy + oz * dz
-            cc = ox * ox + oy * oy + oz * oz - r * r
-            disc = bb * bb - cc
-            if disc >= 0.0:
-                th = -bb - np.sqrt(disc)
-                if th > 1e-3 and th < best:
-                    best = th
-                    bm = sph_mat[p]
-                    nx = (ox + th * dx) / r
-                    ny = (oy + th * dy) / r
-                    nz = (oz + th * dz) / r
+        best, bm, nx, ny, nz = _nearest_box(dx, dy, dz, o, box, box_mat, np.inf, -1, 0.0, 0.0, 0.0)
+        best, bm, nx, ny, nz = _nearest_cylinder(dx, dy, dz, o, cyl, cyl_mat, best, bm, nx, ny, nz)
+        best, bm, nx, ny, nz = _nearest_sphere(dx, dy, dz, o, sph, sph_mat, best, bm, nx, ny, nz)
         if bm < 0:
             continue
         own += 1

@@ -86,11 +86,17 @@ def _lights(b: ShapeBuilder, mats: Materials, l: float, w: float, z: float, size
         b.box((-l / 2 - 0.01, y - size, z - size / 2), (-l / 2 + 0.02, y + size, z + size / 2), tail)
 
 
-def car(rng, mats: Materials, w: float, l: float, h: float) -> Shape:
-    paint = _pick(rng, CAR_PAINTS)
+def _body_glass_tyre(rng, mats: Materials, paints) -> tuple[int, int, int]:
+    """The materials of a vehicle painted in one colour of `paints`: body, dark glass, tyres."""
+    paint = _pick(rng, paints)
     body = mats.add(paint, _paint_reflectivity(paint))
     glass = mats.add((0.04, 0.05, 0.07), 0.05)
     tyre = mats.add((0.03, 0.03, 0.03), 0.05)
+    return body, glass, tyre
+
+
+def car(rng, mats: Materials, w: float, l: float, h: float) -> Shape:
+    body, glass, tyre = _body_glass_tyre(rng, mats, CAR_PAINTS)
     b = ShapeBuilder()
     clear = 0.18 * h
     b.box((-l / 2, -w / 2, clear), (l / 2, w / 2, 0.6 * h), body)
@@ -136,10 +142,7 @@ def construction_vehicle(rng, mats: Materials, w: float, l: float, h: float) -> 
 
 
 def bus(rng, mats: Materials, w: float, l: float, h: float) -> Shape:
-    paint = _pick(rng, BUS_PAINTS)
-    body = mats.add(paint, _paint_reflectivity(paint))
-    glass = mats.add((0.04, 0.05, 0.07), 0.05)
-    tyre = mats.add((0.03, 0.03, 0.03), 0.05)
+    body, glass, tyre = _body_glass_tyre(rng, mats, BUS_PAINTS)
     b = ShapeBuilder()
     b.box((-l / 2, -w / 2, 0.35), (l / 2, w / 2, 0.55 * h), body)
     b.box((-l / 2 + 0.1, -0.49 * w, 0.55 * h), (l / 2 - 0.05, 0.49 * w, 0.88 * h), glass)
