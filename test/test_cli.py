@@ -69,14 +69,14 @@ def test_unknown_names_are_rejected_with_the_known_ones(cli):
     assert status == 2 and len(err) == 1
     assert err[0].startswith("fusion-prune prune: error: unknown pruning method 'foo': expected one of ")
     assert all(m in err[0] for m in METHODS)
-    from fusion_prune_ros.prune.scorers import get_scorer
+    from fusion_prune_ros.prune.registry import build_method
     from fusion_prune_ros.prune.sweep import SweepConfig, plan
 
     with pytest.raises(UserError, match="unknown pruning method 'foo': expected one of altermoma, crossprune"):
         plan(SweepConfig(channel_methods=["magnitude", "foo"], channel_levels=[0.5]))
     for method in ("dm3d", "mmprune4u"):
         with pytest.raises(UserError, match="unknown allocator 'greedy': expected one of dp, lagrangian"):
-            get_scorer(method, allocator="greedy")
+            build_method(method, allocator="greedy")
 
 
 def test_a_missing_data_set_is_one_line_naming_the_command_that_makes_it(cli, tmp_path, monkeypatch):

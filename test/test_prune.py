@@ -23,8 +23,10 @@ from fusion_prune_ros.export.onnx_export import sha256
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
-from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.base import Scores, weights_of
+from fusion_prune_ros.prune.allocation import Allocation
+from fusion_prune_ros.prune.importance import Scores
+from fusion_prune_ros.prune.method import Plan
+from fusion_prune_ros.prune.registry import build_method
 from fusion_prune_ros.prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms
 from fusion_prune_ros.export.dense_timing import dense_latency
 from fusion_prune_ros.export.ladder import thin_ladder, write_profile
@@ -32,7 +34,7 @@ from fusion_prune_ros.export.manifest import Manifest, read_manifests
 from fusion_prune_ros.prune.retime import channel_floor, remeasure_latency
 from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, load_sweep_config, plan, read_log,
                                        read_rows, rows, run_sweep)
-from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units
+from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units, weights_of
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
 from fusion_prune_ros.runtime.latency_key import ORT_CPU_2T
@@ -189,7 +191,7 @@ def test_channel_pruning_reaches_the_parameter_target(model):
 
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(UserError, match="unknown pruning method 'nope'"):
-        get_scorer("nope")
+        build_method("nope")
 
 
 def test_variant_claim_is_one_writer_and_dies_with_its_holder(tmp_path):
@@ -305,16 +307,14 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
 
 
 def test_a_scorer_that_set_its_own_parameter_target_is_pruned_to_it(model):
-    """DM3D under a time budget removes whatever parameters the time costs (Scores.sparsity): the channel and
+    """DM3D under a time budget removes whatever parameters the time costs (Allocation.sparsity): the channel and
     unstructured granularities prune to that, not to the requested value, which was a time fraction."""
     m, cfg = model
     keep = {u.name: 0.5 for u in prunable_units(m)}
-    scores = Scores({k: w.abs() for k, w in weights_of(m).items()}, keep=keep, sparsity=0.5)
-    spec = PruneSpec("dm3d", 0.2, "channel")
-    _, _, info = _apply(m, scores, spec, PruneConfig(round_to=0), cfg)
+    scores = Scores({k: w.abs() for k, w in weights_of(m).items()})
+    spec = PruneSpec("dm3d", None, "channel", time_target=0.2)
+    _, _, info = _apply(Plan(m, scores, Allocation(0.5, keep)), spec, PruneConfig(round_to=0), cfg)
     assert abs(info["realised_sparsity"] - 0.5) <= 0.03 and info["target_sparsity"] == 0.5
-    _, _, plain = _apply(m, Scores(scores.weights, keep=keep), spec, PruneConfig(round_to=0), cfg)
-    assert plain["target_sparsity"] == 0.2
 
 
 def test_single_modality_graphs_of_a_channel_pruned_model(model):

@@ -1,4 +1,4 @@
-"""Allocators (global threshold, uniform, knapsack DP, Lagrangian) and the layer-adaptive scorers DM3D-style and
+"""Allocators (global threshold, uniform, knapsack DP, Lagrangian) and the layer-adaptive methods DM3D-style and
 MMPrune4U-style, on toy problems with known answers and on the tiny `small` detector with synthetic batches."""
 import itertools
 from pathlib import Path
@@ -14,15 +14,19 @@ from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.model.targets import build_targets
-from fusion_prune_ros.prune.allocate import dp_allocate, global_threshold, lagrangian_allocate, total, uniform
+from fusion_prune_ros.prune.allocation import global_threshold, uniform
 from fusion_prune_ros.prune.calibration import PruneContext
+from fusion_prune_ros.prune.gradients import objective_gradients
 from fusion_prune_ros.prune.granularity import unstructured_masks
-from fusion_prune_ros.prune.scorers import get_scorer
-from fusion_prune_ros.prune.scorers.dm3d import (DM3DScorer, allocate_for_time, distortion_curves, forward_curve, forward_scale,
-                                                 hessian_curve, objective_gradients,
-                                                 prune_count, unit_macs)
+from fusion_prune_ros.prune.knapsack import allocate_for_time, dp_allocate, lagrangian_allocate, total
+from fusion_prune_ros.prune.methods.dm3d import dm3d
+from fusion_prune_ros.prune.methods.hessian_curves import distortion_curves, forward_scale, hessian_curve
+from fusion_prune_ros.prune.output_distortion import forward_curve, prune_count
+from fusion_prune_ros.prune.registry import build_method
+from fusion_prune_ros.prune.target import PARAMS, TIME, Target
+from fusion_prune_ros.prune.unit_flops import unit_macs
 from fusion_prune_ros.analysis.curve_shapes import allocation_distortion, format_curve_shapes, measure_curve_shapes
-from fusion_prune_ros.prune.scorers.mmprune4u import GRID, MMPrune4UScorer
+from fusion_prune_ros.prune.methods.mmprune4u import GRID, mmprune4u
 from fusion_prune_ros.prune.units import Unit, prunable_params, prunable_units
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
@@ -233,16 +237,16 @@ def test_hessian_curve_is_monotone_and_rank_correlates_with_the_forward_curve(ct
 
 def test_dm3d_on_the_small_detector(ctx):
     units = prunable_units(ctx.model)
-    scores = get_scorer("dm3d")(ctx, 0.5, "unstructured")
-    assert set(scores.keep) == set(scores.weights) == {u.name for u in units}
-    assert all(scores.weights[u.name].shape == u.weight.shape for u in units)
-    assert abs(scores.info["realised_sparsity"] - 0.5) <= 0.005
-    assert 0 < scores.info["flops_kept"] < 1 and scores.info["kappa"] > 0
-    assert set(scores.info["sparsity_by_modality"]) == {"camera", "lidar", "fusion", "head"}
-    masks = unstructured_masks(ctx.model, scores, 0.5)
+    plan = build_method("dm3d").plan(ctx, Target(PARAMS, 0.5), "unstructured")
+    assert set(plan.allocation.keep) == set(plan.scores.weights) == {u.name for u in units}
+    assert all(plan.scores.weights[u.name].shape == u.weight.shape for u in units)
+    assert abs(plan.info["realised_sparsity"] - 0.5) <= 0.005
+    assert 0 < plan.info["flops_kept"] < 1 and plan.info["kappa"] > 0
+    assert set(plan.info["sparsity_by_modality"]) == {"camera", "lidar", "fusion", "head"}
+    masks = unstructured_masks(ctx.model, plan.scores, 0.5, plan.allocation.keep)
     removed = sum(int((~m).sum()) for m in masks.values()) / prunable_params(ctx.model)
     assert abs(removed - 0.5) <= 0.006
-    lagrangian = DM3DScorer(steps=50, allocator="lagrangian")(ctx, 0.7, "unstructured")
+    lagrangian = dm3d(steps=50, allocator="lagrangian").plan(ctx, Target(PARAMS, 0.7), "unstructured")
     assert abs(lagrangian.info["realised_sparsity"] - 0.7) <= 0.005
 
 
@@ -259,15 +263,15 @@ def test_a_time_target_cuts_where_the_time_goes():
 
 
 def test_dm3d_under_a_measured_latency_budget(ctx):
-    """cost="latency" on the small detector: the table is measured and recorded, and the allocation keeps at most
+    """A time target on the small detector: the table is measured and recorded, and the allocation keeps at most
     the requested share of the units' time (no cut asked: the least-distortion allocation, every unit kept)."""
-    scores = DM3DScorer(steps=50, cost="latency")(ctx, 0.0, "channel")
-    info = scores.info
+    plan = dm3d(steps=50).plan(ctx, Target(TIME, 0.0), "channel")
+    info = plan.info
     assert info["cost"] == "latency" and 0 < info["unit_ms_kept"] <= 1.0
-    assert scores.sparsity == info["realised_sparsity"]  # the granularity prunes the parameters the time costs
+    assert plan.allocation.sparsity == info["realised_sparsity"]  # the granularity prunes what the time costs
     assert set(info["unit_ms"]) == set(info["phi"]) and len(info["unit_ms_phis"]) == 10
-    with pytest.raises(ValueError, match="cost must be"):
-        DM3DScorer(cost="watts")
+    with pytest.raises(UserError, match="dm3d has no option 'cost'"):
+        build_method("dm3d", cost="latency")
 
 
 @pytest.mark.parametrize("scale,kappa_scale", [("hessian", 0.0), ("forward", 1.0)])
@@ -275,7 +279,7 @@ def test_dm3d_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx, s
     """A dead unit's curve is zero, so pruning it is free and it goes to the top ratio: on the raw Hessian curves
     only without the damping term (kappa > 0 still charges |w|^2, and under a FLOPs budget a cheap dead unit may
     stay); on the forward-scaled curves with it too, because the measured distortion of a dead unit is 0."""
-    scores = DM3DScorer(kappa_scale=kappa_scale, scale=scale)(dead_ctx, 0.5, "unstructured")
+    scores = dm3d(kappa_scale=kappa_scale, scale=scale).plan(dead_ctx, Target(PARAMS, 0.5), "unstructured")
     phi = scores.info["phi"]
     assert all(phi[n] == max(phi.values()) == 0.99 for n in DEAD_UNITS)
     if scale == "forward":
@@ -302,18 +306,20 @@ def test_forward_scale_puts_the_hessian_curves_on_the_measured_scale(ctx):
 def test_mmprune4u_on_the_small_detector(ctx):
     units = prunable_units(ctx.model)
     before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
-    scores = MMPrune4UScorer(regularise=True)(ctx, 0.5, "unstructured")
+    method = mmprune4u(regularise=True)
+    scores = method.plan(ctx, Target(PARAMS, 0.5), "unstructured")
     assert all(torch.equal(v, ctx.model.state_dict()[k]) for k, v in before.items())
-    assert set(scores.keep) == {u.name for u in units}
-    assert all(np.isclose(1 - scores.keep[u.name], GRID).any() for u in units)
-    kept = sum(scores.keep[u.name] * u.numel for u in units)
+    keep = scores.allocation.keep
+    assert set(keep) == {u.name for u in units}
+    assert all(np.isclose(1 - keep[u.name], GRID).any() for u in units)
+    kept = sum(keep[u.name] * u.numel for u in units)
     assert 0.48 * prunable_params(ctx.model) <= kept <= 0.5 * prunable_params(ctx.model)
     modality_keep = scores.info["keep_by_modality"]
     assert modality_keep["camera"] != modality_keep["lidar"]
     assert min(scores.info["ffi_dense"].values()) > 0
     # the optional information regulariser: 2 gamma on the dense model, differentiable w.r.t. the weights
     ctx.model.zero_grad(set_to_none=True)
-    term = scores.regulariser(ctx.model, ctx.calibration[0], None)
+    term = method.loss.bind(ctx, ctx.model)(ctx.model, ctx.calibration[0], None)
     assert term.item() == pytest.approx(2.0, rel=0.3)
     term.backward()
     grad = dict(ctx.model.named_modules())["fuser.conv.0"].weight.grad
@@ -324,12 +330,13 @@ def test_mmprune4u_on_the_small_detector(ctx):
 def test_mmprune4u_channel_curves_price_whole_channels(ctx):
     """Under channel granularity with `channel_curves`, the curves are measured with whole output channels removed
     (only then: unstructured keeps the weight curves), which changes the allocation; the budget is still met."""
-    weights = MMPrune4UScorer(curve_batches=1)(ctx, 0.5, "channel")
-    channels = MMPrune4UScorer(curve_batches=1, channel_curves=True)(ctx, 0.5, "channel")
+    target = Target(PARAMS, 0.5)
+    weights = mmprune4u(curve_batches=1).plan(ctx, target, "channel")
+    channels = mmprune4u(curve_batches=1, channel_curves=True).plan(ctx, target, "channel")
     assert (weights.info["curves"], channels.info["curves"]) == ("weights", "channels")
-    assert MMPrune4UScorer(curve_batches=1, channel_curves=True)(ctx, 0.5, "unstructured").info["curves"] == "weights"
+    assert mmprune4u(curve_batches=1, channel_curves=True).plan(ctx, target, "unstructured").info["curves"] == "weights"
     assert channels.info["phi"] != weights.info["phi"]
-    kept = sum(channels.keep[u.name] * u.numel for u in prunable_units(ctx.model))
+    kept = sum(channels.allocation.keep[u.name] * u.numel for u in prunable_units(ctx.model))
     assert 0.48 * prunable_params(ctx.model) <= kept <= 0.5 * prunable_params(ctx.model)
 
 
@@ -359,7 +366,8 @@ def test_allocation_distortion_is_additive_for_one_unit_and_zero_for_dead_units(
 
 
 def test_mmprune4u_prunes_units_that_do_not_influence_the_output_the_most(dead_ctx):
-    scores = get_scorer("mmprune4u", curve_batches=1)(dead_ctx, 0.5, "unstructured")
+    method = build_method("mmprune4u", curve_batches=1)
+    scores = method.plan(dead_ctx, Target(PARAMS, 0.5), "unstructured")
     phi = scores.info["phi"]
-    assert scores.info["curve_batches"] == 1 and scores.regulariser is None  # off by default
+    assert scores.info["curve_batches"] == 1 and method.loss is None  # off by default
     assert all(phi[n] == max(phi.values()) == GRID[-1] for n in DEAD_UNITS)

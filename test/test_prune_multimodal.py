@@ -23,14 +23,17 @@ from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
-from fusion_prune_ros.prune.scorers import get_scorer
+from fusion_prune_ros.prune.registry import build_method
+from fusion_prune_ros.prune.target import PARAMS, Target
 from fusion_prune_ros.analysis.altermoma_b_sweep import pruned_by_module
-from fusion_prune_ros.prune.scorers.altermoma import (AlterMOMAScorer, Stage, alter_eva, channels_reactivated,
-                                                      reactivated, reactivation_trajectory, spearman)
-from fusion_prune_ros.prune.scorers.baselines import TaylorScorer
-from fusion_prune_ros.prune.scorers.crossprune import (FEATURE_NORMS, CrossPruneScorer, FeatureDistortion,
-                                                       distortion, fuser_features, kept_channels, project,
-                                                       project_unstructured, relative_residual)
+from fusion_prune_ros.prune.methods.alter_eva import Stage, alter_eva
+from fusion_prune_ros.prune.methods.altermoma import altermoma
+from fusion_prune_ros.prune.methods.altermoma_stats import channels_reactivated, spearman
+from fusion_prune_ros.prune.methods.baselines import TaylorImportance
+from fusion_prune_ros.prune.methods.crossprune import crossprune, project, project_unstructured, relative_residual
+from fusion_prune_ros.prune.methods.feature_distortion import (FEATURE_NORMS, FeatureDistortion, FeatureDistortionLoss,
+                                                               distortion, fuser_features, kept_channels)
+from fusion_prune_ros.prune.methods.reactivation import reactivated, reactivation_trajectory
 from fusion_prune_ros.prune.units import Unit, prunable_units
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
@@ -115,8 +118,8 @@ def mean_scores(scores) -> dict:
 
 def test_altermoma_ranks_the_cross_modal_duplicate_below_the_unique_feature():
     ctx = toy_context(BOTH_COPIES_USED)
-    taylor = mean_scores(TaylorScorer()(ctx, 0.5, "unstructured"))
-    alter = mean_scores(AlterMOMAScorer(reactivation_steps=20, reactivation_lr=0.05)(ctx, 0.5, "unstructured"))
+    taylor = mean_scores(TaylorImportance()(ctx))
+    alter = mean_scores(altermoma(reactivation_steps=20, reactivation_lr=0.05).importance(ctx))
     for branch in ("lidar", "camera"):
         assert taylor[f"{branch}.shared"] > taylor[f"{branch}.own"]  # single-modal view keeps the duplicate
         assert alter[f"{branch}.shared"] < alter[f"{branch}.own"]
@@ -124,7 +127,7 @@ def test_altermoma_ranks_the_cross_modal_duplicate_below_the_unique_feature():
 
 def test_altermoma_reactivation_makes_an_unused_lidar_unit_important():
     ctx = toy_context(CAMERA_COPY_USED)
-    scores = AlterMOMAScorer(reactivation_steps=20, reactivation_lr=0.05)(ctx, 0.5, "unstructured")
+    scores = altermoma(reactivation_steps=20, reactivation_lr=0.05).importance(ctx)
     top = scores.info["reactivation"]["top_lidar_units_camera_masked"][0]
     # unused with the camera on (and at theta0 with it masked: the fuser ignores it), important after reactivation
     assert top["unit"] == "lidar.shared"
@@ -203,10 +206,10 @@ def test_crossprune_admm_converges_to_the_projection():
     with torch.no_grad():  # cross-talk the sparsity set removes: half the fuser's weights
         weight = ctx.model.fuser.conv.weight
         weight += (weight == 0) * 0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
-    scores = CrossPruneScorer(admm_rounds=6, steps_per_round=10, lr=0.05)(ctx, 0.5, "unstructured")
-    residuals = scores.info["residual_per_round"]  # [0]: the dense weights against their projection
+    updated = crossprune(admm_rounds=6, steps_per_round=10, lr=0.05).update(ctx, Target(PARAMS, 0.5), "unstructured")
+    residuals = updated.info["residual_per_round"]  # [0]: the dense weights against their projection
     assert residuals[0] > 0.05 and residuals[-1] < 0.1 * residuals[0]
-    final = scores.state
+    final = updated.weights
     assert relative_residual(final, project_unstructured(final, 0.5)) < 0.05
     assert torch.equal(ctx.model.lidar.own.weight, torch.ones(1, 1, 1, 1))
 
@@ -272,18 +275,21 @@ def test_projections_follow_each_granularity(small):
 def test_both_scorers_run_end_to_end_on_the_small_detector(small):
     before = copy.deepcopy(small.model.state_dict())
     units = {u.name: u.weight.shape for u in prunable_units(small.model)}
-    alter = get_scorer("altermoma", reactivation_steps=2)(small, 0.5, "unstructured")
-    cross = get_scorer("crossprune", admm_rounds=2, steps_per_round=2)(small, 0.5, "unstructured")
-    for scores in (alter, cross):
-        assert {k: v.shape for k, v in scores.weights.items()} == units
-        assert all(torch.isfinite(v).all() for v in scores.weights.values())
-        json.dumps(scores.info)  # goes into the variant manifest
-        masks = unstructured_masks(small.model, scores, 0.5)
+    target = Target(PARAMS, 0.5)
+    alter = build_method("altermoma", reactivation_steps=2).plan(small, target, "unstructured")
+    crossprune_method = build_method("crossprune", admm_rounds=2, steps_per_round=2)
+    cross = crossprune_method.plan(small, target, "unstructured")
+    for plan in (alter, cross):
+        assert {k: v.shape for k, v in plan.scores.weights.items()} == units
+        assert all(torch.isfinite(v).all() for v in plan.scores.weights.values())
+        json.dumps(plan.info)  # goes into the variant manifest
+        masks = unstructured_masks(small.model, plan.scores, 0.5)
         assert sum(int((~m).sum()) for m in masks.values()) == round(0.5 * sum(m.numel() for m in masks.values()))
-    pruned, info = channel_prune(small.model, alter, 0.5, example_inputs(small.cfg)["fused"])  # negative scores
+    pruned, info = channel_prune(small.model, alter.scores, 0.5, example_inputs(small.cfg)["fused"])  # negative scores
     assert abs(info["realised_sparsity"] - 0.5) < 0.05
-    assert {k: v.shape for k, v in cross.state.items()} == units
-    assert float(cross.regulariser(small.model, small.calibration[0]).detach()) == 0.0
+    assert {u.name: u.weight.shape for u in prunable_units(cross.model)} == units
+    term = crossprune_method.loss.bind(small, small.model)
+    assert float(term(small.model, small.calibration[0]).detach()) == 0.0
     assert cross.info["rho"][0] == pytest.approx(1e-4) and cross.info["rho"][-1] == pytest.approx(1e-1)
     after = small.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -292,7 +298,7 @@ def test_both_scorers_run_end_to_end_on_the_small_detector(small):
 def test_feature_distortion_compares_a_channel_pruned_student_with_the_channels_it_kept(small):
     """CrossPrune fine-tunes a channel-pruned student against the dense teacher: its narrower maps are compared
     with the teacher channels they were cut from (a width mismatch once stopped the sweep)."""
-    scores = get_scorer("magnitude")(small, 0.5, "channel")
+    scores = build_method("magnitude").importance(small)
     pruned, _ = channel_prune(small.model, scores, 0.5, example_inputs(small.cfg)["fused"])
     teacher, student = dict(small.model.named_modules()), dict(pruned.named_modules())
     assert any(student[n].num_features < teacher[n].num_features for n in FEATURE_NORMS)
@@ -300,18 +306,17 @@ def test_feature_distortion_compares_a_channel_pruned_student_with_the_channels_
         idx = kept_channels(teacher[n], student[n])
         assert len(idx) == student[n].num_features and bool((idx[1:] > idx[:-1]).all())
         assert torch.equal(teacher[n].weight[idx], student[n].weight)
-    reg = FeatureDistortion(small.model, gamma=1.0)
-    reg.bind(pruned)
+    reg = FeatureDistortionLoss(gamma=1.0).bind(small, pruned)
     batch = small.calibration[0]
     with torch.no_grad():
         got = reg(pruned, batch)
         want = distortion(fuser_features(pruned, batch),
                           tuple(t[:, i] for t, i in zip(fuser_features(small.model, batch), reg.channels)))
     assert torch.isfinite(got) and float(got) == pytest.approx(float(want))
-    reg.bind(small.model)  # the same widths: every channel, in order
+    reg = FeatureDistortionLoss(gamma=1.0).bind(small, small.model)  # the same widths: every channel, in order
     assert reg.channels is None and float(reg(small.model, batch).detach()) == 0.0
     moved = copy.deepcopy(pruned)
     with torch.no_grad():
         dict(moved.named_modules())[FEATURE_NORMS[0]].weight.add_(1.0)  # trained already: no guessing
     with pytest.raises(ValueError, match="matches no teacher channel"):
-        FeatureDistortion(small.model, 1.0).bind(moved)
+        FeatureDistortionLoss(1.0).bind(small, moved)

@@ -22,11 +22,12 @@ import numpy as np
 from ..config import to_dict
 from ..data.dataset import Augment, DetectionDataset, build_cache
 from ..model.checkpoint import load_detector
-from ..prune.allocate import dp_allocate, total
 from ..prune.calibration import calibration_batches
 from ..prune.granularity import apply_masks, unstructured_masks
-from ..prune.scorers.base import Scores
-from ..prune.scorers.dm3d import budget_used, by_modality, distortion_curves, flops_costs, forward_scaled, sparsity_of
+from ..prune.importance import Scores
+from ..prune.knapsack import by_modality, dp_allocate, sparsity_of, total
+from ..prune.methods.hessian_curves import distortion_curves, forward_scaled
+from ..prune.unit_flops import budget_used, flops_costs
 from ..prune.units import prunable_units
 from ..prune.variant import DataOverride
 
@@ -75,9 +76,8 @@ def run_allocation_ablation(dense: str | Path, out: str | Path, cfg: AllocationA
         allocations = {"uniform": uniform, "dp": dp_allocate(curves, ratios, costs, budget_used(uniform, flops))}
         for name, choice in allocations.items():
             work = copy.deepcopy(model)
-            scores = Scores(weights={n: (w * grads[n]).abs() for n, w in weights.items()},
-                            keep={n: 1.0 - p for n, p in choice.items()})
-            apply_masks(work, unstructured_masks(work, scores, s))
+            scores = Scores({n: (w * grads[n]).abs() for n, w in weights.items()})
+            apply_masks(work, unstructured_masks(work, scores, s, keep={n: 1.0 - p for n, p in choice.items()}))
             metrics = evaluate_conditions(torch_runner(work.eval()), val_cache, dcfg, nusc, dcfg.data.val_split,
                                           out / f"{name}-{round(s * 100)}", conditions=cfg.conditions, quiet=quiet)
             rows.append({"sparsity": s, "allocation": name, "param_sparsity": round(sparsity_of(choice, numels), 4),

@@ -19,10 +19,11 @@ from tqdm import tqdm
 from ..data.dataset import Augment, DetectionDataset, build_cache
 from ..model.checkpoint import load_detector
 from ..prune.calibration import calibration_batches
-from ..prune.scorers.altermoma import (MODULE_OF_MODALITY, Stage, alter_eva, channels_reactivated, eva_stats,
-                                reactivation_trajectory, spearman)
-from ..prune.scorers.base import weight_gradients, weights_of
-from ..prune.units import prunable_units
+from ..prune.gradients import weight_gradients
+from ..prune.methods.alter_eva import MODULE_OF_MODALITY, Stage, alter_eva
+from ..prune.methods.altermoma_stats import channels_reactivated, eva_stats, spearman
+from ..prune.methods.reactivation import reactivation_trajectory
+from ..prune.units import prunable_units, weights_of
 from ..prune.variant import DataOverride
 
 MODULES = ("camera", "lidar", "fusion")

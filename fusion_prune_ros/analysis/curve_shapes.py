@@ -25,8 +25,8 @@ from ..export.manifest import Manifest
 from ..model.checkpoint import load_detector
 from ..prune.calibration import calibration_batches, outputs
 from ..prune.channel_zeroing import channel_fraction, channels_zeroed, output_channel_norms, weakest_channels_zeroed
-from ..prune.scorers.altermoma import spearman
-from ..prune.scorers.dm3d import output_distortion, output_vector, zeroed
+from ..prune.methods.altermoma_stats import spearman
+from ..prune.output_distortion import output_distortion, output_vector, zeroed
 from ..prune.units import prunable_units
 from ..prune.variant import DataOverride
 

@@ -15,7 +15,7 @@ def measure(dense: str | Path, round_to: int = 8, iterations: int = 40) -> dict:
     from ..export.onnx_export import INPUT_NAMES
     from ..model.checkpoint import load_detector
     from ..model.flops import example_inputs
-    from ..prune.scorers.dm3d import unit_macs
+    from ..prune.unit_flops import unit_macs
     from ..prune.units import prunable_units
     from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from ..runtime.timing import time_calls

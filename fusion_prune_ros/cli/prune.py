@@ -12,7 +12,7 @@ METHODS_HELP = "magnitude, taylor, snip, random, altermoma, crossprune, mmprune4
 def _prune(args) -> None:
     from ..prune.variant import PruneSpec, check_spec, describe, load_prune_config, prune_variant
 
-    spec = PruneSpec(args.method, args.sparsity, args.granularity, args.seed)
+    spec = PruneSpec(args.method, args.sparsity, args.granularity, args.seed, args.time_target)
     check_spec(spec)
     manifest = prune_variant(existing(args.dense, "dense checkpoint"), spec, load_prune_config(args.config),
                              args.out, quiet=args.quiet, data=data_override(args))
@@ -26,7 +26,10 @@ def add_prune(sub) -> None:
                 "manifest.json. Resumable.", flush_denormals=True)
     p.add_argument("--dense", required=True, help="dense model.pt (models/base/model.pt)")
     p.add_argument("--method", required=True, help=f"one of {METHODS_HELP}")
-    p.add_argument("--sparsity", type=float, required=True, help="fraction of prunable parameters removed")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sparsity", type=float, help="fraction of prunable parameters removed")
+    target.add_argument("--time-target", type=float, metavar="FRACTION",
+                        help="fraction of the prunable units' measured time removed instead (dm3d, channel)")
     p.add_argument("--granularity", default="channel", choices=("channel", "nm24", "unstructured"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="PruneConfig YAML (default: the sweep's budget, 300 steps, 128 calibration frames)")

@@ -1,1 +1,2 @@
-"""The pruning stage: scorers (one file per method), allocators, granularities, fine-tuning, variants, the sweep."""
+"""The pruning stage: methods composed of an importance, an allocator and weight steps (registry.py), granularities,
+fine-tuning, variants, the sweep."""

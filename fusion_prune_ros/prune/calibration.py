@@ -1,4 +1,4 @@
-"""What every scorer gets: the same calibration frames, the task loss, and modality masking
+"""What every pruning method gets: the same calibration frames, the task loss, and modality masking
 (docs/pruning.md, "The framework").
 
 Masking a modality is the network's own 'sensor missing' state: its presence flag is set to 0, which zeroes that
@@ -21,8 +21,9 @@ MODALITY_INDEX = {"lidar": 0, "camera": 1}
 
 @dataclass
 class PruneContext:
-    """Inputs of a scorer. `model` is the trained dense detector; a scorer that changes weights must restore them
-    (or return the changed weights explicitly, as CrossPrune's ADMM does)."""
+    """Inputs of every step of a method. `model` is the trained dense detector (after a method's weight update,
+    the copy carrying the new weights); a step that changes weights must restore them (a weight update returns
+    its new weights instead: regularisation.WeightUpdate)."""
 
     model: torch.nn.Module
     cfg: DetectorConfig

@@ -1,4 +1,7 @@
-"""Scores -> a pruned model at one of three granularities (docs/pruning.md, "The framework").
+"""Scores and an allocation -> a pruned model at one of three granularities (docs/pruning.md, "The framework").
+
+The allocation arrives as the fraction of prunable parameters to remove and, from a layer-adaptive allocator, each
+unit's keep ratio (allocation.Allocation); without keep ratios the granularity ranks all scores globally itself.
 
 - unstructured: the lowest-scoring weights are zeroed (one global threshold, or top-k per unit when a
   layer-adaptive allocator chose each unit's keep ratio); masks stay fixed during fine-tuning.
@@ -19,7 +22,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .scorers.base import Scores
+from .importance import Scores
 from .units import DENSE, prunable_params, prunable_units
 
 GRANULARITIES = ("channel", "nm24", "unstructured")
@@ -29,11 +32,12 @@ MIN_KEEP = 0.05  # every dependency group keeps at least this fraction of its ch
 # ---- masks -----------------------------------------------------------------------------------------------------
 
 
-def unstructured_masks(model: nn.Module, scores: Scores, sparsity: float) -> dict:
-    """unit name -> bool mask (True = keep) removing `sparsity` of all prunable weights."""
+def unstructured_masks(model: nn.Module, scores: Scores, sparsity: float, keep: dict | None = None) -> dict:
+    """unit name -> bool mask (True = keep) removing `sparsity` of all prunable weights, or with per-unit keep
+    ratios (`keep`, unit name -> ratio) each unit's top-scoring fraction."""
     units = prunable_units(model)
-    if scores.keep is not None:
-        return {u.name: _top_k_mask(scores.weights[u.name], round(scores.keep[u.name] * u.numel)) for u in units}
+    if keep is not None:
+        return {u.name: _top_k_mask(scores.weights[u.name], round(keep[u.name] * u.numel)) for u in units}
     flat = torch.cat([scores.weights[u.name].flatten().float() for u in units])
     n_prune = int(round(sparsity * flat.numel()))
     if n_prune == 0:
@@ -137,12 +141,12 @@ class ScoreImportance(tp.importance.Importance):
 
 
 def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inputs: tuple,
-                  round_to: int | None = None, tolerance: float = 0.01) -> tuple:
+                  round_to: int | None = None, tolerance: float = 0.01, keep: dict | None = None) -> tuple:
     """A physically smaller copy of `model` with about `sparsity` of its prunable parameters removed.
 
-    Returns (pruned model, info). With per-unit keep ratios (a layer-adaptive allocator), each unit's channel
-    ratio follows 1 - sqrt(keep) (a conv's parameters scale with in x out channels), scaled by one factor found
-    by bisection; otherwise one global ratio is bisected.
+    Returns (pruned model, info). With per-unit keep ratios (`keep`, from a layer-adaptive allocator), each unit's
+    channel ratio follows 1 - sqrt(keep) (a conv's parameters scale with in x out channels), scaled by one factor
+    found by bisection; otherwise one global ratio is bisected.
     """
     base_params = prunable_params(model)
     units = {u.name: u for u in prunable_units(model)}
@@ -150,7 +154,7 @@ def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inp
     best = None
     for _ in range(14):
         mid = (lo + hi) / 2
-        pruned = _prune_at(model, scores, mid, example_inputs, round_to)
+        pruned = _prune_at(model, scores, mid, example_inputs, round_to, keep)
         realised = 1 - prunable_params(pruned) / base_params
         if best is None or abs(realised - sparsity) < abs(best[1] - sparsity):
             best = (pruned, realised, mid)
@@ -170,14 +174,15 @@ def narrowest(model: nn.Module, example_inputs: tuple) -> nn.Module:
     channel pruning can produce here. Its latency is the floor under every channel-pruned variant; what remains
     is the part no channel pruning reaches (the stems, the camera lift, pillar scatter, the head's output convs)."""
     uniform = Scores(weights={u.name: torch.ones_like(u.weight) for u in prunable_units(model)})
-    return _prune_at(model, uniform, 1.0, example_inputs, None)
+    return _prune_at(model, uniform, 1.0, example_inputs, None, None)
 
 
 def _out_channels(module: nn.Module) -> int:
     return module.out_channels
 
 
-def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: tuple, round_to) -> nn.Module:
+def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: tuple, round_to,
+              keep: dict | None) -> nn.Module:
     """Prune a copy of `model`: with per-unit keep ratios, each group loses its own ratio (scaled by `factor`);
     otherwise the `factor` fraction of all channels with the lowest importance, ranked across groups. Every group
     keeps at least MIN_KEEP of its channels, and widths are multiples of `round_to` when given.
@@ -197,9 +202,9 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
             continue
         root = group[0].dep.target.module
         plans.append((root, group[0].dep.handler, imp, names[root]))
-    if scores.keep is not None:
+    if keep is not None:
         # factor 0.5 gives each unit exactly 1 - sqrt(keep); the bisection scales all units together
-        ratios = {name: min(1 - MIN_KEEP, 2 * factor * (1 - math.sqrt(max(scores.keep.get(name, 1.0), 0.0))))
+        ratios = {name: min(1 - MIN_KEEP, 2 * factor * (1 - math.sqrt(max(keep.get(name, 1.0), 0.0))))
                   for _, _, _, name in plans}
     else:
         everything = torch.cat([imp for _, _, imp, _ in plans])

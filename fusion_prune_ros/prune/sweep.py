@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..export.dense_timing import dense_latency
 from ..export.manifest import Manifest, read_manifests
 from ..runtime.latency_key import ORT_CPU_2T
-from .scorers import check_method
+from .registry import check_method
 from .variant import DataOverride, PruneConfig, PruneSpec, prune_variant
 from .variant_claim import VariantBusy
 

@@ -49,6 +49,11 @@ def prunable_params(model: nn.Module) -> int:
     return sum(u.numel for u in prunable_units(model))
 
 
+def weights_of(model: nn.Module) -> dict:
+    """unit name -> a detached copy of its weight."""
+    return {u.name: u.weight.detach().clone() for u in prunable_units(model)}
+
+
 def observe_units(model: nn.Module, inputs: tuple, units: list, record: Callable) -> None:
     """One forward of `inputs` (eval mode, no gradients) calling record(unit name, module, args, output) for every
     unit's conv as it runs: what the units see in a real frame (input shapes, output pixels), for cost models."""

@@ -34,7 +34,9 @@ from ..runtime.timing import time_calls
 from ..training.fit import FitHooks, fit, flush_denormals
 from .calibration import PruneContext, calibration_batches
 from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
-from .scorers import check_method, get_scorer
+from .method import Plan
+from .registry import build_method, check_method, check_target
+from .target import PARAMS, TIME, Target
 from .units import prunable_units
 from .variant_claim import CLAIM, claimed
 
@@ -54,7 +56,7 @@ class PruneConfig:
     round_to: int = 8
     latency_iterations: int = 20
     conditions: tuple = ("fused", "camera_lost", "lidar_lost")
-    method_options: dict = field(default_factory=dict)  # method -> constructor keyword arguments
+    method_options: dict = field(default_factory=dict)  # method -> its builder's keyword arguments (registry.py)
 
 
 @dataclass(frozen=True)
@@ -75,23 +77,41 @@ class DataOverride:
 
 @dataclass(frozen=True)
 class PruneSpec:
+    """One variant. Its target is either `sparsity`, the fraction of prunable parameters to remove, or
+    `time_target`, the fraction of the prunable units' measured time to remove (then `sparsity` is None): the
+    variant's name says which ("dm3d-channel-30-s0" vs "dm3d-channel-t30-s0")."""
+
     method: str
-    sparsity: float
+    sparsity: float | None
     granularity: str
     seed: int = 0
+    time_target: float | None = None
+
+    @property
+    def target(self) -> Target:
+        return Target(PARAMS, self.sparsity) if self.time_target is None else Target(TIME, self.time_target)
 
     @property
     def name(self) -> str:
-        return f"{self.method}-{self.granularity}-{round(self.sparsity * 100)}-s{self.seed}"
+        return f"{self.method}-{self.granularity}-{self.target.label}-s{self.seed}"
 
 
 def check_spec(spec: PruneSpec) -> None:
-    """Reject an unknown method or granularity, or a sparsity outside (0, 1), naming what is allowed."""
+    """Reject an unknown method or granularity, a spec with both or neither target, a target outside (0, 1), or a
+    time target that the method or the granularity cannot meet, naming what is allowed."""
     check_method(spec.method)
     if spec.granularity not in GRANULARITIES:
         raise UserError(f"unknown granularity {spec.granularity!r}: expected one of {', '.join(GRANULARITIES)}")
-    if not 0.0 < spec.sparsity < 1.0:
-        raise UserError(f"sparsity must be in (0, 1), got {spec.sparsity}")
+    if (spec.sparsity is None) == (spec.time_target is None):
+        raise UserError("give one target: a parameter sparsity or a time target")
+    target = spec.target
+    if not 0.0 < target.fraction < 1.0:
+        raise UserError(f"{'time target' if target.kind == TIME else 'sparsity'} must be in (0, 1), "
+                        f"got {target.fraction}")
+    check_target(spec.method, target)
+    if target.kind == TIME and spec.granularity != "channel":
+        # the latency table times output widths: zeroed weights leave a conv's time as it was
+        raise UserError(f"a time target prices channel widths: granularity channel, not {spec.granularity}")
 
 
 def prune_variant(dense: str | Path, spec: PruneSpec, pcfg: PruneConfig, out_root: str | Path,
@@ -133,7 +153,7 @@ def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: 
     checkpoint's model, config and metadata); returns the manifest."""
     model, cfg, dense_meta = loaded
     torch.manual_seed(spec.seed)
-    flush_denormals()  # scorers run backward passes through pruned and masked networks too
+    flush_denormals()  # methods run backward passes through pruned and masked networks too
     train_cache = build_cache(cfg, cfg.data.train_split, quiet=quiet)
     t = cfg.train
     augment = Augment(flip=t.flip, drop_lidar=t.drop_lidar, drop_camera=t.drop_camera,
@@ -141,32 +161,25 @@ def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: 
     train_set = DetectionDataset(train_cache, cfg, augment, seed=spec.seed)
     plain = DetectionDataset(train_cache, cfg, Augment(), seed=0)
     calibration = calibration_batches(plain, pcfg.calibration_frames, pcfg.calibration_batch, seed=0)
-    # Scorers that train (AlterMOMA's reactivation, CrossPrune's ADMM) mask modalities themselves: their data keeps
+    # Methods that train (AlterMOMA's reactivation, CrossPrune's ADMM) mask modalities themselves: their data keeps
     # the geometric and photometric augmentation but no random modality dropout on top.
     scoring_set = DetectionDataset(train_cache, cfg, Augment(flip=t.flip, photometric=True), seed=spec.seed)
     ctx = PruneContext(model, cfg, calibration, scoring_set, spec.seed)
 
     pruned_path = out / "pruned.pt"
-    state = torch.load(pruned_path, weights_only=False) if pruned_path.is_file() else None
-    if state is not None and not state["scoring"].get("regulariser"):
-        # Scoring finished before an interruption: reuse it. (A fine-tuning regulariser is a closure that cannot be
-        # saved, so methods with one score again.)
+    method = build_method(spec.method, **pcfg.method_options.get(spec.method, {}))
+    if pruned_path.is_file():  # pruned before an interruption: reuse it
+        state = torch.load(pruned_path, weights_only=False)
         pruned, masks, scoring = state["module"], state["masks"], state["scoring"]
-        regulariser = None
     else:
-        scorer = get_scorer(spec.method, **pcfg.method_options.get(spec.method, {}))
         start = time.time()
-        scores = scorer(ctx, spec.sparsity, spec.granularity)
-        # The scorer's own "seconds" (a float or a per-stage breakdown) stays as "scorer_seconds"; "seconds" is the
-        # wall time of scoring, the same quantity for every method.
-        scoring = {**{("scorer_seconds" if k == "seconds" else k): v for k, v in scores.info.items()},
-                   "seconds": round(time.time() - start, 1), "regulariser": scores.regulariser is not None}
-        pruned, masks, structure = _apply(model, scores, spec, pcfg, cfg)
-        scoring["structure"] = structure
-        regulariser = scores.regulariser
-        if hasattr(regulariser, "bind"):
-            regulariser.bind(pruned)
+        plan = method.plan(ctx, spec.target, spec.granularity)
+        # "seconds": the wall time of the method's steps, the same quantity for every method
+        scoring = {**plan.info, "seconds": round(time.time() - start, 1), "parameter_target": plan.allocation.sparsity}
+        pruned, masks, scoring["structure"] = _apply(plan, spec, pcfg, cfg)
         torch.save({"module": pruned, "masks": masks, "scoring": scoring}, pruned_path)
+    # Bound to the pruned network before it trains: which channels it kept can only be read now.
+    regulariser = method.loss.bind(ctx, pruned) if method.loss is not None else None
 
     train_cfg = replace(cfg.train, batch_size=pcfg.finetune_batch, pct_start=0.05, seed=spec.seed)
     hooks = FitHooks(regulariser=regulariser, after_step=(lambda m: apply_masks(m, masks)) if masks else None)
@@ -178,24 +191,22 @@ def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: 
     finetune = {"steps": pcfg.finetune_steps, "lr": pcfg.finetune_lr, "batch": pcfg.finetune_batch,
                 "seconds": round(time.time() - start, 1), "regulariser": regulariser is not None,
                 "final_loss": {k: v for k, v in ft.items() if k in ("heatmap", "regression", "regulariser")}}
-    return _finish(pruned, cfg, dense_meta, spec, pcfg, scoring, finetune, masks, out, quiet)
+    manifest = _finish(pruned, cfg, dense_meta, spec, pcfg, scoring, finetune, masks, out, quiet)
+    if spec.time_target is not None:  # the manifest's sparsity is a parameter fraction for every variant
+        manifest = replace(manifest, sparsity=scoring["parameter_target"], time_target=spec.time_target)
+    return manifest
 
 
-def _apply(model, scores, spec: PruneSpec, pcfg: PruneConfig, cfg: DetectorConfig) -> tuple:
-    """Scores -> (model to fine-tune, masks or None, structure info)."""
-    work = copy.deepcopy(model)
-    if scores.state:
-        modules = dict(work.named_modules())
-        with torch.no_grad():
-            for name, w in scores.state.items():
-                modules[name].weight.copy_(w)
-    sparsity = spec.sparsity if scores.sparsity is None else scores.sparsity
+def _apply(plan: Plan, spec: PruneSpec, pcfg: PruneConfig, cfg: DetectorConfig) -> tuple:
+    """A plan -> (model to fine-tune, masks or None, structure info)."""
+    work = copy.deepcopy(plan.model)
+    allocation = plan.allocation
     if spec.granularity == "channel":
-        pruned, info = channel_prune(work, scores, sparsity, example_inputs(cfg)["fused"],
-                                     round_to=pcfg.round_to or None)
+        pruned, info = channel_prune(work, plan.scores, allocation.sparsity, example_inputs(cfg)["fused"],
+                                     round_to=pcfg.round_to or None, keep=allocation.keep)
         return pruned, None, info
-    masks = unstructured_masks(work, scores, sparsity) if spec.granularity == "unstructured" \
-        else nm24_masks(work, scores)
+    masks = unstructured_masks(work, plan.scores, allocation.sparsity, allocation.keep) \
+        if spec.granularity == "unstructured" else nm24_masks(work, plan.scores)
     apply_masks(work, masks)
     return work, masks, {"realised_sparsity": round(_mask_sparsity(masks), 4)}
 

@@ -1,49 +1,28 @@
-"""Allocators: a global target -> a keep ratio (or pruned fraction) per unit (docs/pruning.md, "The framework").
+"""The layer-adaptive allocation of DM3D and MMPrune4U (from the same group's RD_PRUNE; docs/pruning.md, "The
+framework"): per-unit pruned fractions from distortion curves under a budget.
 
-- `global_threshold`: one threshold over all units' scores; a unit keeps what scores above it.
-- `uniform`: every unit keeps the same fraction.
-- `dp_allocate` / `lagrangian_allocate`: the layer-adaptive allocation of DM3D and MMPrune4U (from the same
-  group's RD_PRUNE). With per-unit distortion curves delta_u(phi) on a grid of pruned fractions and the additivity
-  assumption (the distortion of pruning several units is the sum of their single-unit distortions), choosing phi_u
-  is a multiple-choice knapsack: minimise sum_u delta_u(phi_u) subject to sum_u cost_u(phi_u) <= budget.
+With per-unit distortion curves delta_u(phi) on a grid of pruned fractions and the additivity assumption (the
+distortion of pruning several units is the sum of their single-unit distortions), choosing phi_u is a
+multiple-choice knapsack: minimise sum_u delta_u(phi_u) subject to sum_u cost_u(phi_u) <= budget. The cost is
+parameters (MMPrune4U), FLOPs (DM3D, unit_flops.py) or measured milliseconds (latency_table.py).
 
 The DP is exact over costs quantised to `budget / bins`. Costs are rounded to the nearest bin (not up), so the
 quantisation error of a solution grows like sqrt(units) bins rather than units / 2 bins; the DP keeps the best
 solution for every quantised total and returns the best one whose *true* cost fits the budget. It therefore
 never returns an infeasible allocation, and it is at least as good as the exact optimum for the budget reduced by
 `units * budget / bins` (the test checks both against brute force).
+
+A target that is not the budget's own quantity is met around the solver: a parameter target by bisection over a
+FLOPs budget (`allocate_for_sparsity`), a time target by spending that share of the units' measured time
+(`allocate_for_time`).
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
-import torch
 
 from ..errors import UserError
 
-# ---- score-based allocators ---------------------------------------------------------------------------------------
-
-
-def global_threshold(scores: dict, sparsity: float) -> dict:
-    """unit name -> keep ratio when the `sparsity` fraction of all weights with the lowest scores goes.
-
-    Exact under ties: weights are ranked by (score, position), so exactly round(sparsity * total) weights go."""
-    names = list(scores)
-    flat = torch.cat([scores[n].detach().flatten().float() for n in names])
-    owner = torch.cat([torch.full((scores[n].numel(),), i) for i, n in enumerate(names)])
-    n_prune = int(round(sparsity * flat.numel()))
-    lowest = torch.argsort(flat, stable=True)[:n_prune]
-    pruned = torch.bincount(owner[lowest], minlength=len(names))
-    return {n: 1.0 - float(pruned[i]) / scores[n].numel() for i, n in enumerate(names)}
-
-
-def uniform(units: Iterable, sparsity: float) -> dict:
-    """unit name -> 1 - sparsity for every unit (`units`: `Unit`s or names)."""
-    return {getattr(u, "name", u): 1.0 - sparsity for u in units}
-
-
-# ---- curve-based allocators (knapsack over units) ------------------------------------------------------------------
+# ---- the knapsack ------------------------------------------------------------------------------------------------
 
 
 def total(choice: dict, ratios: np.ndarray, values: dict) -> float:
@@ -140,3 +119,56 @@ def check_allocator(name: str) -> None:
     """Raise a UserError listing the known allocators when `name` (a method option in a prune YAML) is not one."""
     if name not in ALLOCATORS:
         raise UserError(f"unknown allocator {name!r}: expected one of {', '.join(sorted(ALLOCATORS))}")
+
+
+# ---- meeting a target ----------------------------------------------------------------------------------------------
+
+
+def sparsity_of(choice: dict, numels: dict) -> float:
+    """Fraction of the units' parameters removed by the pruned fractions in `choice`."""
+    return sum(choice[n] * numels[n] for n in choice) / sum(numels[n] for n in choice)
+
+
+def by_modality(units: list, choice: dict) -> dict:
+    """modality -> fraction of that modality's prunable parameters removed."""
+    out = {}
+    for modality in sorted({u.modality for u in units}):
+        members = [u for u in units if u.modality == modality]
+        out[modality] = round(sum(choice[u.name] * u.numel for u in members) / sum(u.numel for u in members), 4)
+    return out
+
+
+def allocate_for_sparsity(curves: dict, ratios: np.ndarray, costs: dict, numels: dict, sparsity: float,
+                          allocator: str = "dp", tolerance: float = 0.005, iterations: int = 40) -> tuple:
+    """(pruned fractions, budget): the allocation under a cost budget that removes `sparsity` of the parameters
+    (within `tolerance`), the budget found by bisection (less budget -> more pruning). costs[u][k]: unit u's cost
+    (FLOPs, or measured ms from a latency table) at ratios[k]."""
+    allocate = ALLOCATORS[allocator]
+    lo = sum(float(c.min()) for c in costs.values())
+    hi = sum(float(c.max()) for c in costs.values())
+    best = None
+    for _ in range(iterations):
+        budget = (lo + hi) / 2
+        choice = allocate(curves, ratios, costs, budget)
+        realised = sparsity_of(choice, numels)
+        if best is None or abs(realised - sparsity) < abs(best[2] - sparsity):
+            best = (choice, budget, realised)
+        if abs(realised - sparsity) <= tolerance:
+            break
+        lo, hi = (lo, budget) if realised < sparsity else (budget, hi)
+    return best[0], best[1]
+
+
+def allocate_for_time(curves: dict, ratios: np.ndarray, ms: dict, fraction: float, allocator: str = "dp") -> tuple:
+    """(pruned fractions, budget in ms): the least-distortion allocation whose summed unit time is at most
+    (1 - fraction) of the dense units' time. With a latency table the target is time, not parameters: where a
+    conv's time does not fall with its width, no parameter count would buy anything, and the knapsack should not
+    be made to cut it (the bisection over a parameter target would)."""
+    dense = sum(float(c[0]) for c in ms.values())
+    floor = sum(float(c.min()) for c in ms.values())
+    budget = (1.0 - fraction) * dense
+    if budget < floor:
+        raise UserError(f"a {fraction:.0%} cut of the units' measured time ({dense:.2f} ms) is below what channel "
+                        f"pruning can reach here: every unit at its fastest width still takes {floor:.2f} ms "
+                        f"({1 - floor / dense:.0%} cut at most)")
+    return ALLOCATORS[allocator](curves, ratios, ms, budget), budget

@@ -1,0 +1,228 @@
+"""The pruning framework's interfaces: the registry of methods, each method's composition (weight update ->
+importance -> allocator -> granularity -> fine-tuning loss) on the small detector, allocators against their
+budgets, and parameter vs time targets from the spec to the variant's name and manifest."""
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fusion_prune_ros.config import DetectorConfig, load_yaml
+from fusion_prune_ros.data.dataset import collate
+from fusion_prune_ros.errors import UserError
+from fusion_prune_ros.export.manifest import Manifest
+from fusion_prune_ros.model.detector import build_detector
+from fusion_prune_ros.model.flops import example_inputs
+from fusion_prune_ros.model.targets import build_targets
+from fusion_prune_ros.prune.calibration import PruneContext
+from fusion_prune_ros.prune.granularity import unstructured_masks
+from fusion_prune_ros.prune.latency_table import COARSE, LatencyTable, pruned_width
+from fusion_prune_ros.prune.method import Method
+from fusion_prune_ros.prune.methods import dm3d as dm3d_module
+from fusion_prune_ros.prune.methods.baselines import MagnitudeImportance
+from fusion_prune_ros.prune.registry import build_method, check_target, known_methods
+from fusion_prune_ros.prune.target import PARAMS, TIME, Target
+from fusion_prune_ros.prune.units import prunable_params, prunable_units, weights_of
+from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply, check_spec, prune_variant
+
+SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
+# Options that keep every method's steps short on the small detector; the code paths are the defaults'.
+QUICK = {"altermoma": {"reactivation_steps": 2}, "crossprune": {"admm_rounds": 2, "steps_per_round": 2},
+         "dm3d": {"steps": 20}, "mmprune4u": {"curve_batches": 1, "regularise": True}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The small detector's convolutions are tiny: one thread runs them fastest on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """The small detector, synthetic training items with targets from random boxes, two calibration batches."""
+    cfg = load_yaml(DetectorConfig, SMALL)
+    lidar, images, grid, _ = example_inputs(cfg)["fused"]
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(8):
+        boxes = np.column_stack([rng.uniform(-40, 40, (3, 2)), np.zeros(3), np.full(3, 2.0), np.full(3, 4.5),
+                                 np.full(3, 1.6), rng.uniform(-np.pi, np.pi, 3), np.zeros((3, 2))])
+        heatmap, regression, reg_mask, vel_mask = build_targets(boxes, rng.integers(0, 10, 3), cfg.grid)
+        items.append({"index": i, "lidar_bev": rng.standard_normal(lidar.shape[1:]).astype(np.float32),
+                      "images": rng.standard_normal(images.shape).astype(np.float32),
+                      "cam_grid": rng.uniform(-1, 1, grid.shape[1:]).astype(np.float32),
+                      "presence": np.ones(2, np.float32), "heatmap": heatmap, "regression": regression,
+                      "reg_mask": reg_mask, "vel_mask": vel_mask})
+    torch.manual_seed(0)
+    return PruneContext(build_detector(cfg).eval(), cfg, [collate(items[:2]), collate(items[2:4])], items, seed=0)
+
+
+def proportional_table(model, inputs, phis=COARSE, round_to=8, **_):
+    """A latency table whose unit times fall with the width (0.1 ms fixed + 1 ms at full width): what the measured
+    one looks like, without timing anything."""
+    ms, widths = {}, {}
+    for u in prunable_units(model):
+        out = u.module.out_channels
+        widths[u.name] = [pruned_width(out, float(p), round_to) for p in phis]
+        ms[u.name] = np.array([0.1 + w / out for w in widths[u.name]])
+    return LatencyTable(tuple(float(p) for p in phis), ms, widths)
+
+
+def removed_by(keep: dict, model) -> float:
+    """The fraction of prunable parameters that per-unit keep ratios remove."""
+    units = prunable_units(model)
+    return sum((1 - keep[u.name]) * u.numel for u in units) / sum(u.numel for u in units)
+
+
+# ---- the registry ------------------------------------------------------------------------------------------------
+
+
+def test_the_registry_rejects_unknown_methods_and_options_naming_the_known_ones():
+    assert known_methods() == ["altermoma", "crossprune", "dm3d", "magnitude", "mmprune4u", "random", "snip", "taylor"]
+    with pytest.raises(UserError, match="unknown pruning method 'l1': expected one of altermoma, crossprune, dm3d"):
+        build_method("l1")
+    with pytest.raises(UserError, match="dm3d has no option 'cost': expected one of steps, kappa_scale, allocator"):
+        build_method("dm3d", cost="latency")
+    with pytest.raises(UserError, match="magnitude has no option 'gamma': it takes none"):
+        build_method("magnitude", gamma=1.0)
+    assert isinstance(build_method("crossprune", gamma=0.5), Method)
+
+
+def test_only_methods_with_a_time_allocator_take_a_time_target():
+    check_target("dm3d", Target(TIME, 0.3))
+    with pytest.raises(UserError, match="magnitude cannot prune to a time target: dm3d can"):
+        check_target("magnitude", Target(TIME, 0.3))
+    with pytest.raises(UserError, match="cannot meet a time target"):
+        Method(MagnitudeImportance()).plan(None, Target(TIME, 0.3), "channel")
+    with pytest.raises(ValueError, match="target kind"):
+        Target("flops", 0.3)
+
+
+# ---- every method's composition ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", known_methods())
+def test_each_method_composition_prunes_the_small_detector(ctx, name):
+    """The steps run in order on the same context: the update's weights are what the importance scores and the
+    granularity prunes, the channel-pruned network meets the allocation's parameter fraction and still runs, the
+    fine-tuning loss binds to it and trains it, and the dense model is left as it was."""
+    before = copy.deepcopy(ctx.model.state_dict())
+    method = build_method(name, **QUICK.get(name, {}))
+    plan = method.plan(ctx, Target(PARAMS, 0.5), "channel")
+    units = {u.name: u.weight.shape for u in prunable_units(ctx.model)}
+    assert {n: s.shape for n, s in plan.scores.weights.items()} == units
+    assert all(torch.isfinite(s).all() for s in plan.scores.weights.values())
+    assert plan.info["composition"]["importance"] == type(method.importance).__name__
+    json.dumps(plan.info)  # goes into the variant manifest
+    if method.update is not None:
+        moved = weights_of(plan.model)
+        assert plan.model is not ctx.model and any(not torch.equal(moved[n], before[n + ".weight"]) for n in moved)
+        assert all(torch.equal(plan.scores.weights[n], moved[n].abs()) for n in moved)  # |W| of the moved weights
+    else:
+        assert plan.model is ctx.model
+    pruned, masks, structure = _apply(plan, PruneSpec(name, 0.5, "channel"), PruneConfig(round_to=0), ctx.cfg)
+    assert masks is None and abs(structure["realised_sparsity"] - plan.allocation.sparsity) <= 0.03
+    pruned.train()
+    if method.loss is not None:
+        term = method.loss.bind(ctx, pruned)(pruned, ctx.calibration[0], None)
+        assert term.dim() == 0 and torch.isfinite(term)
+        term.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in pruned.parameters())
+    heat, reg = pruned(*(torch.as_tensor(ctx.calibration[0][k]) for k in
+                         ("lidar_bev", "images", "cam_grid", "presence")))
+    assert heat.shape[1] == 10 and torch.isfinite(heat).all() and torch.isfinite(reg).all()
+    assert all(torch.equal(v, ctx.model.state_dict()[k]) for k, v in before.items())
+
+
+# ---- allocators and their budgets --------------------------------------------------------------------------------
+
+
+def test_the_global_threshold_hands_the_whole_target_to_the_granularity(ctx):
+    plan = build_method("magnitude").plan(ctx, Target(PARAMS, 0.4), "unstructured")
+    assert plan.allocation.sparsity == 0.4 and plan.allocation.keep is None
+    masks = unstructured_masks(ctx.model, plan.scores, plan.allocation.sparsity, plan.allocation.keep)
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.4 * prunable_params(ctx.model))
+
+
+def test_layer_adaptive_allocators_stay_within_their_budgets(ctx, monkeypatch):
+    """DM3D meets a parameter target within its 0.5 % tolerance, and a time target by keeping at most the allowed
+    share of the units' time, handing on the parameter fraction that costs; MMPrune4U's knapsack never spends more
+    parameters than the budget leaves."""
+    dm3d = build_method("dm3d", steps=20)
+    params = dm3d.plan(ctx, Target(PARAMS, 0.6), "unstructured").allocation
+    assert params.sparsity == 0.6 and abs(removed_by(params.keep, ctx.model) - 0.6) <= 0.005
+    monkeypatch.setattr(dm3d_module, "latency_table", proportional_table)
+    timed = dm3d.plan(ctx, Target(TIME, 0.3), "channel").allocation
+    table = proportional_table(ctx.model, None, round_to=8)
+    phi = {n: 1 - k for n, k in timed.keep.items()}
+    assert table.total(phi) <= 0.7 * table.total({n: 0.0 for n in phi}) + 1e-9
+    assert timed.sparsity == round(removed_by(timed.keep, ctx.model), 4) > 0
+    assert timed.info["cost"] == "latency" and params.info["cost"] == "flops"
+    mm = build_method("mmprune4u", curve_batches=1).plan(ctx, Target(PARAMS, 0.5), "unstructured").allocation
+    assert mm.sparsity == 0.5 and 0.5 <= removed_by(mm.keep, ctx.model) <= 0.52
+
+
+# ---- parameter and time targets ----------------------------------------------------------------------------------
+
+
+def test_the_spec_names_its_target_and_rejects_a_time_target_it_cannot_meet():
+    assert PruneSpec("dm3d", 0.3, "channel").name == "dm3d-channel-30-s0"
+    timed = PruneSpec("dm3d", None, "channel", 1, time_target=0.3)
+    assert timed.name == "dm3d-channel-t30-s1" and timed.target == Target(TIME, 0.3)
+    check_spec(timed)
+    for spec, message in ((PruneSpec("dm3d", 0.3, "channel", time_target=0.3), "give one target"),
+                          (PruneSpec("dm3d", None, "channel"), "give one target"),
+                          (PruneSpec("dm3d", None, "channel", time_target=1.2), "time target must be in"),
+                          (PruneSpec("magnitude", None, "channel", time_target=0.3), "dm3d can"),
+                          (PruneSpec("dm3d", None, "unstructured", time_target=0.3), "granularity channel")):
+        with pytest.raises(UserError, match=message):
+            check_spec(spec)
+
+
+def test_a_time_target_variant_records_the_time_and_the_parameters_it_cost(shipped, tmp_path, monkeypatch):
+    monkeypatch.setattr(dm3d_module, "latency_table", proportional_table)
+    pcfg = PruneConfig(calibration_frames=4, calibration_batch=2, finetune_steps=2, finetune_batch=2,
+                       latency_iterations=2, conditions=("fused",), round_to=0,
+                       method_options={"dm3d": {"steps": 20, "scale": "hessian"}})
+    spec = PruneSpec("dm3d", None, "channel", time_target=0.3)
+    manifest = prune_variant(shipped / "models" / "model.pt", spec, pcfg, tmp_path, quiet=True)
+    assert manifest.name == "dm3d-channel-t30-s0" and (tmp_path / manifest.name / "fused.onnx").is_file()
+    assert Manifest.read(tmp_path / manifest.name).time_target == 0.3
+    assert manifest.sparsity == manifest.scoring["parameter_target"] == manifest.scoring["realised_sparsity"]
+    assert abs(manifest.sparsity_realised["overall"] - manifest.sparsity) <= 0.03
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_variant_binds_its_fine_tuning_loss_to_the_network_pruned_before(shipped, tmp_path, monkeypatch):
+    """Interrupted after pruning, a variant resumes from the saved pruned network: the method's steps do not run
+    again, and its fine-tuning loss is bound to that network before fine-tuning."""
+    import fusion_prune_ros.prune.variant as variant
+
+    pcfg = PruneConfig(calibration_frames=4, calibration_batch=2, finetune_steps=2, finetune_batch=2,
+                       latency_iterations=2, conditions=("fused",), round_to=0,
+                       method_options={"crossprune": {"admm_rounds": 1, "steps_per_round": 1}})
+    spec, dense = PruneSpec("crossprune", 0.5, "channel"), shipped / "models" / "model.pt"
+    fit = variant.fit
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted
+
+    monkeypatch.setattr(variant, "fit", interrupted)
+    with pytest.raises(Interrupted):
+        prune_variant(dense, spec, pcfg, tmp_path, quiet=True)
+    saved = torch.load(tmp_path / spec.name / "pruned.pt", weights_only=False)["scoring"]
+    bound = []
+    monkeypatch.setattr(variant, "fit", lambda model, *a, hooks, **k: bound.append(hooks.regulariser) or
+                        fit(model, *a, hooks=hooks, **k))
+    monkeypatch.setattr(Method, "plan", lambda *a: pytest.fail("the method's steps ran again"))
+    manifest = prune_variant(dense, spec, pcfg, tmp_path, quiet=True)
+    assert manifest.scoring == saved
+    assert manifest.finetune["regulariser"] and bound[0].channels is not None  # matched to the pruned widths
