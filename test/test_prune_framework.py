@@ -17,9 +17,10 @@ from fusion_prune_ros.model.detector import build_detector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext
-from fusion_prune_ros.prune.granularity import unstructured_masks
+from fusion_prune_ros.prune.allocation import Allocation
+from fusion_prune_ros.prune.granularity import MIN_KEEP, group_ratios, unstructured_masks
 from fusion_prune_ros.prune.latency_table import COARSE, LatencyTable, pruned_width
-from fusion_prune_ros.prune.method import Method
+from fusion_prune_ros.prune.method import Method, Plan
 from fusion_prune_ros.prune.methods import dm3d as dm3d_module
 from fusion_prune_ros.prune.methods.baselines import MagnitudeImportance
 from fusion_prune_ros.prune.registry import build_method, check_target, known_methods
@@ -226,3 +227,48 @@ def test_a_resumed_variant_binds_its_fine_tuning_loss_to_the_network_pruned_befo
     manifest = prune_variant(dense, spec, pcfg, tmp_path, quiet=True)
     assert manifest.scoring == saved
     assert manifest.finetune["regulariser"] and bound[0].channels is not None  # matched to the pruned widths
+
+
+# ---- the realised sparsity ---------------------------------------------------------------------------------------
+
+
+def test_a_cut_allocated_to_a_non_root_group_member_shrinks_the_group(ctx):
+    """camera stage 3's conv2 shares its output channels with the block's shortcut (a residual add), and the
+    shortcut roots that group: a deep cut allocated to conv2 alone must narrow the group, shortcut included."""
+    keep = {u.name: 1.0 for u in prunable_units(ctx.model)}
+    keep["camera.backbone.stage3.conv2.0"] = 0.1
+    scores = build_method("magnitude").importance(ctx)
+    plan = Plan(ctx.model, scores, Allocation(removed_by(keep, ctx.model), keep))
+    _, _, info = _apply(plan, PruneSpec("dm3d", 0.3, "channel"), PruneConfig(round_to=0), ctx.cfg)
+    widths = info["channels"]
+    assert widths["camera.backbone.stage3.conv2.0"] == widths["camera.backbone.stage3.shortcut.0"] < 16
+    assert all(widths[n] == 16 for n in ("fuser.conv.0", "lidar.out.0", "bev.out.0"))  # uncut groups stay whole
+
+
+def test_group_ratios_weigh_every_member_by_its_parameters():
+    members = {"shortcut": {"shortcut": 100, "conv2": 300}, "alone": {"alone": 50}}
+    ratios = group_ratios(members, {"shortcut": 1.0, "conv2": 0.25, "alone": 0.81}, 1.0)
+    assert ratios == pytest.approx({"shortcut": 300 * 0.5 / 400, "alone": 0.1})
+    assert group_ratios(members, {"conv2": 0.0}, 10.0)["shortcut"] == 1 - MIN_KEEP
+
+
+@pytest.fixture(scope="module")
+def plans(ctx):
+    """Every method's plan at 30 and 50 %, channel granularity (the quick options)."""
+    return {(name, level): build_method(name, **QUICK.get(name, {})).plan(ctx, Target(PARAMS, level), "channel")
+            for name in known_methods() for level in (0.3, 0.5)}
+
+
+@pytest.mark.parametrize("level", (0.3, 0.5))
+@pytest.mark.parametrize("name", known_methods())
+def test_every_method_realises_its_channel_target_within_one_percent(ctx, plans, name, level):
+    plan = plans[(name, level)]
+    _, _, info = _apply(plan, PruneSpec(name, level, "channel"), PruneConfig(round_to=0), ctx.cfg)
+    assert abs(info["realised_sparsity"] - level) <= 0.01, info
+
+
+def test_a_variant_that_misses_its_target_is_an_error_naming_both(ctx):
+    """Widths in multiples of 16 leave the small detector's 16-channel groups nothing to give."""
+    plan = build_method("magnitude").plan(ctx, Target(PARAMS, 0.3), "channel")
+    with pytest.raises(UserError, match=r"realised sparsity 0\.0000 misses the target 0\.3000"):
+        _apply(plan, PruneSpec("magnitude", 0.3, "channel"), PruneConfig(round_to=16), ctx.cfg)

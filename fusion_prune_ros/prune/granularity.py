@@ -12,6 +12,9 @@ unit's keep ratio (allocation.Allocation); without keep ratios the granularity r
   members of a group together. A channel's importance is the mean score of all weights its removal deletes across
   the group: loss change per parameter saved, which ranks channels of different fan-in fairly under a parameter
   budget. The global ratio is found by bisection so that the requested fraction of prunable parameters goes.
+  Per-unit keep ratios become one channel ratio per dependency group, the parameter-weighted mean of its members'
+  ratios (`group_ratios`): a group's channels are the output channels of every conv in it, so a cut allocated to
+  any member is a cut of the whole group.
 """
 from __future__ import annotations
 
@@ -144,15 +147,19 @@ def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inp
                   round_to: int | None = None, tolerance: float = 0.01, keep: dict | None = None) -> tuple:
     """A physically smaller copy of `model` with about `sparsity` of its prunable parameters removed.
 
-    Returns (pruned model, info). With per-unit keep ratios (`keep`, from a layer-adaptive allocator), each unit's
-    channel ratio follows 1 - sqrt(keep) (a conv's parameters scale with in x out channels), scaled by one factor
-    found by bisection; otherwise one global ratio is bisected.
+    Returns (pruned model, info). With per-unit keep ratios (`keep`, from a layer-adaptive allocator), each group's
+    channel ratio is its members' 1 - sqrt(keep) (a conv's parameters scale with in x out channels), weighted by
+    their parameters and scaled by one factor found by bisection; otherwise one global ratio is bisected. The
+    bisection stops within `tolerance` of the target or returns the closest network it found; whether that is close
+    enough is the caller's call (variant.check_realised).
     """
     base_params = prunable_params(model)
     units = {u.name: u for u in prunable_units(model)}
-    lo, hi = 0.0, 1.0
+    # A global ratio lives in [0, 1]; a factor on the group ratios may need to exceed 1 where many groups sit at
+    # their MIN_KEEP floor and the rest must make up for them.
+    lo, hi = 0.0, 1.0 if keep is None else 4.0
     best = None
-    for _ in range(14):
+    for _ in range(14 if keep is None else 24):
         mid = (lo + hi) / 2
         pruned = _prune_at(model, scores, mid, example_inputs, round_to, keep)
         realised = 1 - prunable_params(pruned) / base_params
@@ -169,6 +176,19 @@ def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inp
     return pruned, info
 
 
+def group_ratios(members: dict, keep: dict, factor: float) -> dict:
+    """group root name -> channel ratio from per-unit keep ratios. `members`: root -> {unit name: parameters} of
+    the convs whose output channels the group removes. A group's ratio is the parameter-weighted mean of its
+    members' 1 - sqrt(keep) (a unit missing from `keep` keeps everything), times `factor`, at most 1 - MIN_KEEP:
+    every member's allocation counts, in proportion to the parameters it holds, whichever conv roots the group."""
+    ratios = {}
+    for root, sizes in members.items():
+        total = sum(sizes.values())
+        cut = sum(n * (1 - math.sqrt(max(keep.get(name, 1.0), 0.0))) for name, n in sizes.items())
+        ratios[root] = min(1 - MIN_KEEP, factor * cut / total) if total else 0.0
+    return ratios
+
+
 def narrowest(model: nn.Module, example_inputs: tuple) -> nn.Module:
     """A copy with every prunable group at its minimum width (MIN_KEEP of its channels): the fastest network
     channel pruning can produce here. Its latency is the floor under every channel-pruned variant; what remains
@@ -183,7 +203,8 @@ def _out_channels(module: nn.Module) -> int:
 
 def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: tuple, round_to,
               keep: dict | None) -> nn.Module:
-    """Prune a copy of `model`: with per-unit keep ratios, each group loses its own ratio (scaled by `factor`);
+    """Prune a copy of `model`: with per-unit keep ratios, each group loses its members' ratio (group_ratios,
+    scaled by `factor`);
     otherwise the `factor` fraction of all channels with the lowest importance, ranked across groups. Every group
     keeps at least MIN_KEEP of its channels, and widths are multiples of `round_to` when given.
 
@@ -195,27 +216,26 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
     importance = ScoreImportance({modules[n]: s for n, s in scores.weights.items() if n in modules})
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_inputs)
     ignored = [modules[n] for n in DENSE]
-    plans = []
+    plans, members = [], {}
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.ConvTranspose2d]):
         imp = importance(group)
         if imp is None:
             continue
         root = group[0].dep.target.module
         plans.append((root, group[0].dep.handler, imp, names[root]))
+        members[names[root]] = {names[d.layer]: d.layer.weight.numel() for d, _ in group
+                                if d.pruning_fn == tp.prune_conv_out_channels and names[d.layer] in scores.weights}
+    sizes = {name: len(imp) for _, _, imp, name in plans}
     if keep is not None:
-        # factor 0.5 gives each unit exactly 1 - sqrt(keep); the bisection scales all units together
-        ratios = {name: min(1 - MIN_KEEP, 2 * factor * (1 - math.sqrt(max(keep.get(name, 1.0), 0.0))))
-                  for _, _, _, name in plans}
+        counts = dithered_counts(group_ratios(members, keep, factor), sizes, round_to)
     else:
         everything = torch.cat([imp for _, _, imp, _ in plans])
         k = int(factor * len(everything))
         threshold = torch.kthvalue(everything, k).values if k > 0 else -math.inf
-        ratios = {name: float((imp <= threshold).float().mean()) for _, _, imp, name in plans}
+        counts = {name: _rounded_count(float((imp <= threshold).float().mean()), len(imp), round_to)
+                  for _, _, imp, name in plans}
     for root, handler, imp, name in plans:
-        n = len(imp)
-        n_prune = min(int(round(ratios[name] * n)), n - max(1, math.ceil(MIN_KEEP * n)))
-        if round_to:
-            n_prune = max(0, n - max(round_to, int(math.ceil((n - n_prune) / round_to)) * round_to))
+        n_prune = counts[name]
         if n_prune <= 0:
             continue
         idxs = torch.argsort(imp)[:n_prune].tolist()
@@ -223,3 +243,33 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
         if graph.check_pruning_group(group):
             group.prune()
     return pruned
+
+
+def _min_width(n: int, round_to: int | None) -> int:
+    """The fewest channels a group of `n` keeps: MIN_KEEP of them (at least one), rounded up to `round_to`."""
+    least = max(1, math.ceil(MIN_KEEP * n))
+    return max(round_to, math.ceil(least / round_to) * round_to) if round_to else least
+
+
+def _rounded_count(ratio: float, n: int, round_to: int | None) -> int:
+    """Channels to remove from a group of `n` at `ratio`, the width rounded up to a multiple of `round_to`."""
+    n_prune = min(int(round(ratio * n)), n - max(1, math.ceil(MIN_KEEP * n)))
+    if round_to:
+        n_prune = max(0, n - max(round_to, int(math.ceil((n - n_prune) / round_to)) * round_to))
+    return n_prune
+
+
+def dithered_counts(ratios: dict, sizes: dict, round_to: int | None) -> dict:
+    """group -> channels to remove at its `ratios` entry, the kept width a multiple of `round_to` (or 1), each group
+    rounding at its own offset (i + 0.5) / groups instead of at one half. With one shared rounding point, groups
+    of equal ratio and width would change width together as the bisection's factor grows, and the realised
+    sparsity would jump past the target; staggered offsets move one group by one step at a time, and the count
+    still grows with the ratio, so the bisection stays monotone."""
+    step = round_to or 1
+    counts = {}
+    for i, (name, ratio) in enumerate(ratios.items()):
+        n = sizes[name]
+        kept = step * math.floor(n * (1 - ratio) / step + (i + 0.5) / len(ratios))
+        kept = n if ratio <= 0 or kept >= n else max(kept, _min_width(n, round_to))
+        counts[name] = max(0, n - kept)
+    return counts

@@ -197,18 +197,32 @@ def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: 
     return manifest
 
 
+SPARSITY_TOLERANCE = 0.01  # realised vs target fraction of prunable parameters, absolute, for every variant
+
+
 def _apply(plan: Plan, spec: PruneSpec, pcfg: PruneConfig, cfg: DetectorConfig) -> tuple:
-    """A plan -> (model to fine-tune, masks or None, structure info)."""
+    """A plan -> (model to fine-tune, masks or None, structure info); a UserError when the pruned network misses
+    the allocation's parameter fraction by more than SPARSITY_TOLERANCE (methods are compared at equal size)."""
     work = copy.deepcopy(plan.model)
     allocation = plan.allocation
     if spec.granularity == "channel":
         pruned, info = channel_prune(work, plan.scores, allocation.sparsity, example_inputs(cfg)["fused"],
                                      round_to=pcfg.round_to or None, keep=allocation.keep)
+        check_realised(spec, allocation.sparsity, info["realised_sparsity"])
         return pruned, None, info
     masks = unstructured_masks(work, plan.scores, allocation.sparsity, allocation.keep) \
         if spec.granularity == "unstructured" else nm24_masks(work, plan.scores)
     apply_masks(work, masks)
-    return work, masks, {"realised_sparsity": round(_mask_sparsity(masks), 4)}
+    realised = round(_mask_sparsity(masks), 4)
+    check_realised(spec, allocation.sparsity, realised)
+    return work, masks, {"realised_sparsity": realised}
+
+
+def check_realised(spec: PruneSpec, target: float, realised: float) -> None:
+    """Raise a UserError naming target and realised sparsity when they differ by more than SPARSITY_TOLERANCE."""
+    if round(abs(realised - target), 4) > SPARSITY_TOLERANCE:  # realised is reported to 4 decimals
+        raise UserError(f"{spec.name}: realised sparsity {realised:.4f} misses the target {target:.4f} by more "
+                        f"than {SPARSITY_TOLERANCE}")
 
 
 def _mask_sparsity(masks: dict) -> float:
