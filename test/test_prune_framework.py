@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch_pruning as tp
 
 from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.data.dataset import collate
@@ -18,7 +19,7 @@ from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext
 from fusion_prune_ros.prune.allocation import Allocation
-from fusion_prune_ros.prune.granularity import MIN_KEEP, group_ratios, unstructured_masks
+from fusion_prune_ros.prune.granularity import MIN_KEEP, ScoreImportance, group_ratios, unstructured_masks
 from fusion_prune_ros.prune.latency_table import COARSE, LatencyTable, pruned_width
 from fusion_prune_ros.prune.method import Method, Plan
 from fusion_prune_ros.prune.methods import dm3d as dm3d_module
@@ -272,3 +273,35 @@ def test_a_variant_that_misses_its_target_is_an_error_naming_both(ctx):
     plan = build_method("magnitude").plan(ctx, Target(PARAMS, 0.3), "channel")
     with pytest.raises(UserError, match=r"realised sparsity 0\.0000 misses the target 0\.3000"):
         _apply(plan, PruneSpec("magnitude", 0.3, "channel"), PruneConfig(round_to=16), ctx.cfg)
+
+
+# ---- the random baseline -----------------------------------------------------------------------------------------
+
+
+def test_random_channels_are_one_uniform_draw_per_output_channel_and_weights_stay_per_weight(ctx):
+    scores = build_method("random").importance(ctx)
+    draws = []
+    for u in prunable_units(ctx.model):
+        per_channel = scores.for_channels()[u.name]
+        out_dim = 1 if isinstance(u.module, torch.nn.ConvTranspose2d) else 0
+        flat = per_channel.movedim(out_dim, 0).flatten(1)
+        assert torch.equal(flat, flat[:, :1].expand_as(flat)), u.name  # one score for every weight of a channel
+        draws.append(flat[:, 0])
+        assert len(scores.weights[u.name].unique()) > u.weight.shape[out_dim]  # per weight where weights are pruned
+    draws = torch.cat(draws)
+    # i.i.d. uniform: the pooled draws against U(0, 1) (Kolmogorov-Smirnov at the 0.1 % level)
+    ecdf = torch.arange(1, len(draws) + 1) / len(draws)
+    assert float((ecdf - draws.sort().values).abs().max()) < 1.95 / len(draws) ** 0.5
+
+
+def test_random_channel_ranking_within_a_group_is_its_draws_own(ctx):
+    """lidar.out's group removes its output channels and fuser.conv's matching input weights: the group's channel
+    importance must order the channels as lidar.out's draws do, whatever fuser.conv's weights score."""
+    scores = build_method("random").importance(ctx)
+    model = copy.deepcopy(ctx.model)
+    modules = dict(model.named_modules())
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs(ctx.cfg)["fused"])
+    group = graph.get_pruning_group(modules["lidar.out.0"], tp.prune_conv_out_channels, idxs=list(range(16)))
+    importance = ScoreImportance({modules[n]: s for n, s in scores.for_channels().items()})(group)
+    draws = scores.for_channels()["lidar.out.0"][:, 0, 0, 0]
+    assert torch.equal(torch.argsort(importance), torch.argsort(draws))

@@ -213,7 +213,7 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
     pruned = copy.deepcopy(model).eval()
     modules = dict(pruned.named_modules())
     names = {m: n for n, m in modules.items()}
-    importance = ScoreImportance({modules[n]: s for n, s in scores.weights.items() if n in modules})
+    importance = ScoreImportance({modules[n]: s for n, s in scores.for_channels().items() if n in modules})
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_inputs)
     ignored = [modules[n] for n in DENSE]
     plans, members = [], {}

@@ -15,10 +15,17 @@ from .calibration import PruneContext
 @dataclass
 class Scores:
     """weights: unit name -> per-weight importance (the weight's shape); higher = keep. info: what the criterion
-    measured to get there (timings, statistics), for the variant manifest."""
+    measured to get there (timings, statistics), for the variant manifest. channel_weights: where a criterion
+    scores whole output channels rather than weights (random channels), unit name -> the weight's shape holding
+    one score per output channel; the channel granularity ranks by it instead of `weights`."""
 
     weights: dict
     info: dict = field(default_factory=dict)
+    channel_weights: dict | None = None
+
+    def for_channels(self) -> dict:
+        """The per-weight scores the channel granularity ranks channels by."""
+        return self.channel_weights if self.channel_weights is not None else self.weights
 
 
 class Importance(ABC):
