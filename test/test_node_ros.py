@@ -296,13 +296,18 @@ def test_sigint_during_frames_stops_quietly(harness, shipped, tmp_path):
 
     h = harness
     _activate(h)
-    player = threading.Thread(target=h.play, args=(shipped / "val_bag", 1.0), daemon=True)
+    stop_playing = threading.Event()
+    player = threading.Thread(target=h.play, args=(shipped / "val_bag", 1.0),
+                              kwargs={"skip": lambda *_: stop_playing.is_set()}, daemon=True)
     player.start()
     deadline = time.time() + 20
     while len(h.detections) < 5 and time.time() < deadline:
         time.sleep(0.02)
     assert len(h.detections) >= 5
+    assert h.process.stop() == 0  # SIGINT while sweeps still arrive and frames run
+    # The player publishes through the test's node: it stops before that node is destroyed.
+    stop_playing.set()
+    player.join(timeout=10)
     assert h.close() == 0
     log = (tmp_path / "node.log").read_text()
     assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
-    player.join(timeout=10)
