@@ -23,7 +23,9 @@ from fusion_prune_ros.prune.granularity import MIN_KEEP, ScoreImportance, group_
 from fusion_prune_ros.prune.latency_table import COARSE, LatencyTable, pruned_width
 from fusion_prune_ros.prune.method import Method, Plan
 from fusion_prune_ros.prune.methods import dm3d as dm3d_module
+from fusion_prune_ros.prune.methods.alter_eva import Stage, channel_alter_eva
 from fusion_prune_ros.prune.methods.baselines import MagnitudeImportance
+from fusion_prune_ros.prune.methods.reactivation import reactivated
 from fusion_prune_ros.prune.registry import build_method, check_target, known_methods
 from fusion_prune_ros.prune.target import PARAMS, TIME, Target
 from fusion_prune_ros.prune.units import prunable_params, prunable_units, weights_of
@@ -31,7 +33,7 @@ from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply, check
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 # Options that keep every method's steps short on the small detector; the code paths are the defaults'.
-QUICK = {"altermoma": {"reactivation_steps": 2}, "crossprune": {"admm_rounds": 2, "steps_per_round": 2},
+QUICK = {"altermoma": {"reactivation_steps": 2}, "altermoma-deci-weighted": {"reactivation_steps": 2}, "crossprune": {"admm_rounds": 2, "steps_per_round": 2},
          "dm3d": {"steps": 20}, "mmprune4u": {"curve_batches": 1, "regularise": True}}
 
 
@@ -85,8 +87,9 @@ def removed_by(keep: dict, model) -> float:
 
 
 def test_the_registry_rejects_unknown_methods_and_options_naming_the_known_ones():
-    assert known_methods() == ["altermoma", "crossprune", "dm3d", "magnitude", "mmprune4u", "random", "snip", "taylor"]
-    with pytest.raises(UserError, match="unknown pruning method 'l1': expected one of altermoma, crossprune, dm3d"):
+    assert known_methods() == ["altermoma", "altermoma-deci-weighted", "crossprune", "dm3d", "magnitude",
+                               "mmprune4u", "random", "snip", "taylor"]
+    with pytest.raises(UserError, match="unknown pruning method 'l1': expected one of altermoma, altermoma-deci-weighted, crossprune"):
         build_method("l1")
     with pytest.raises(UserError, match="dm3d has no option 'cost': expected one of steps, kappa_scale, allocator"):
         build_method("dm3d", cost="latency")
@@ -305,3 +308,48 @@ def test_random_channel_ranking_within_a_group_is_its_draws_own(ctx):
     importance = ScoreImportance({modules[n]: s for n, s in scores.for_channels().items()})(group)
     draws = scores.for_channels()["lidar.out.0"][:, 0, 0, 0]
     assert torch.equal(torch.argsort(importance), torch.argsort(draws))
+
+
+# ---- AlterMOMA -----------------------------------------------------------------------------------------------------
+
+
+def test_reactivation_trains_with_plain_sgd_and_leaves_batchnorm_statistics_alone(ctx, monkeypatch):
+    made = []
+    sgd = torch.optim.SGD
+
+    def spy(params, **kwargs):
+        made.append(kwargs)
+        return sgd(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "SGD", spy)
+    monkeypatch.setattr(torch.optim, "Adam", None)  # any other optimiser fails the test
+    trained = reactivated(ctx.model, ctx.train_set, "camera", 2, 1e-3, 4, 0)
+    assert made == [{"lr": 1e-3, "momentum": 0.0}]
+    dense = ctx.model.state_dict()
+    stats = [k for k in dense if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert stats and all(torch.equal(trained.state_dict()[k], dense[k]) for k in stats)
+    moved = [k for k in dense if k.endswith(".weight") and not torch.equal(trained.state_dict()[k], dense[k])]
+    assert moved  # the weights did train
+
+
+def test_altermoma_channel_scores_are_per_channel_terms_normalised_over_the_module():
+    """Two camera units, one channel each of two weights: DeCI_c = |sum theta0 g| (signs cancel within a channel),
+    ReRI_c = |sum before - sum after|, each divided by its module's sum over channels."""
+    contribution = {"a": torch.tensor([[1.0, -1.0], [2.0, 1.0]]), "b": torch.tensor([[1.0, 0.0]])}
+    stage = Stage({"a": torch.tensor([[1.0, 1.0], [0.0, 0.0]]), "b": torch.tensor([[2.0, 0.0]])},
+                  {"a": torch.tensor([[0.0, 0.0], [0.0, 0.0]]), "b": torch.tensor([[2.0, 0.0]])}, 0.0)
+    modules, dims = {"a": "camera", "b": "camera"}, {"a": 0, "b": 0}
+    scores = channel_alter_eva(contribution, stage, stage, modules, dims, 1.0, 1.0)
+    # DeCI: a -> (0, 3), b -> (1,), sum 4; ReRI: a -> (2, 0), b -> (0,), sum 2
+    assert torch.allclose(scores["a"], torch.tensor([0 / 4 - 2 / 2, 3 / 4 - 0.0]))
+    assert torch.allclose(scores["b"], torch.tensor([1 / 4 - 0.0]))
+
+
+def test_altermoma_hands_the_channel_granularity_one_score_per_output_channel(ctx):
+    scores = build_method("altermoma", reactivation_steps=2).importance(ctx)
+    for u in prunable_units(ctx.model):
+        flat = scores.for_channels()[u.name].movedim(1 if isinstance(u.module, torch.nn.ConvTranspose2d) else 0,
+                                                       0).flatten(1)
+        assert torch.equal(flat, flat[:, :1].expand_as(flat)), u.name
+    assert scores.info["alpha"] == scores.info["beta"] == 1.0
+    assert build_method("altermoma-deci-weighted", reactivation_steps=2).importance.beta == 0.5

@@ -10,7 +10,7 @@ from typing import Callable
 
 from ..errors import UserError
 from .method import Method
-from .methods.altermoma import altermoma
+from .methods.altermoma import altermoma, altermoma_deci_weighted
 from .methods.baselines import MagnitudeImportance, RandomImportance, SnipImportance, TaylorImportance
 from .methods.crossprune import crossprune
 from .methods.dm3d import dm3d
@@ -25,6 +25,8 @@ METHODS: dict[str, Callable[..., Method]] = {
     "random": lambda: Method(RandomImportance()),
     # AlterEva importance (reactivation with each modality masked) under one global threshold
     "altermoma": altermoma,
+    # the same with beta = alpha / 2: not the paper's setting, its own name so both rows can be reported
+    "altermoma-deci-weighted": altermoma_deci_weighted,
     # ADMM weight update, |W| of its result under one global threshold, feature distortion in fine-tuning
     "crossprune": crossprune,
     # |w|, knapsack over forward-measured distortion + modality information curves, optional information term

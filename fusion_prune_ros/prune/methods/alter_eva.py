@@ -54,3 +54,34 @@ def alter_eva(deci: dict, reri_lidar_masked: dict, reri_camera_masked: dict, mod
             else:
                 out[n] = alpha * d[n] - beta / 2 * r_l[n] - beta / 2 * r_c[n]
     return out
+
+
+def channel_sums(terms: dict, out_dims: dict) -> dict:
+    """unit name -> the sum of its signed per-weight `terms` over each output channel (`out_dims`: unit name -> the
+    weight's output-channel dimension): the first-order loss change of removing that whole channel."""
+    return {n: t.movedim(out_dims[n], 0).flatten(1).sum(1) for n, t in terms.items()}
+
+
+def channel_alter_eva(contribution: dict, lidar_masked: Stage, camera_masked: Stage, modules: dict, out_dims: dict,
+                      alpha: float, beta: float, scope: str = "module") -> dict:
+    """AlterEva per output channel (the paper's appendix D as read in docs/pruning.md): DeCI_c = |sum over the
+    channel of theta0 * g|, ReRI_c = |sum of theta0 * g0 - sum of theta0 * gB| over the channel, each L1-normalised
+    over the channels of its module, combined as `alter_eva` combines weights. `contribution`: the signed
+    theta0 * g of the fused model. Returns unit name -> one score per output channel."""
+    deci = {n: s.abs() for n, s in channel_sums(contribution, out_dims).items()}
+
+    def reri(stage: Stage) -> dict:
+        before, after = channel_sums(stage.before, out_dims), channel_sums(stage.after, out_dims)
+        return {n: (before[n] - after[n]).abs() for n in before}
+
+    return alter_eva(deci, reri(lidar_masked), reri(camera_masked), modules, alpha, beta, scope)
+
+
+def per_weight(channel_scores: dict, shapes: dict, out_dims: dict) -> dict:
+    """unit name -> the weight's shape holding its output channel's score in every weight of the channel."""
+    out = {}
+    for n, score in channel_scores.items():
+        view = [1] * len(shapes[n])
+        view[out_dims[n]] = -1
+        out[n] = score.view(view).expand(shapes[n]).clone()
+    return out

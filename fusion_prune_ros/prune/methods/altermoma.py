@@ -22,10 +22,15 @@ Choices and departures from the paper (docs/pruning.md lists them beside the pap
   random).
 - DeCI uses the calibration-mean gradient, |theta0 * mean g|, as our Taylor baseline does: AlterMOMA and Taylor
   then differ exactly by the ReRI term.
-- Reactivation (not reported by the paper): a deep copy of the model, all parameters trainable, Adam without
-  weight decay, lr `reactivation_lr` (1e-4), `reactivation_steps` B (100) steps of batch size 4 drawn from the
-  training set with a generator seeded by ctx.seed (the same batches for both stages), train mode, gradient norm
-  clipped at 10 as in the project's training loop. Each stage starts from its own copy of theta0.
+- Reactivation: a deep copy of the model, all parameters trainable, plain SGD (no momentum, no weight decay) at
+  lr `reactivation_lr` (1e-3), the step the paper's first-order derivation assumes; `reactivation_steps` B (100,
+  not reported by the paper) steps of batch size 4 drawn from the training set with a generator seeded by
+  ctx.seed (the same batches for both stages), train mode with BatchNorm in eval mode (running statistics
+  frozen), gradient norm clipped at 10 as in the project's training loop. Each stage starts from its own copy of
+  theta0.
+- Channel scores (the channel granularity, `Scores.channel_weights`): DeCI and ReRI summed over each output
+  channel (the channel's first-order loss change), L1-normalised over the module's channels, then combined as
+  per weight (`alter_eva.channel_alter_eva`); unstructured and 2:4 rank the per-weight AlterEva.
 - The head's shared conv (modality 'head') is scored with the fusion module.
 - `normalise="network"` (an ablation, not the paper's setting): every term L1-normalised over all scored weights.
   Per-module normalisation gives each module the same total score whatever its size, so under one global
@@ -45,14 +50,14 @@ from ..gradients import weight_gradients
 from ..importance import Importance, Scores
 from ..method import Method
 from ..units import prunable_units, weights_of
-from .alter_eva import MODULE_OF_MODALITY, Stage, alter_eva
+from .alter_eva import MODULE_OF_MODALITY, Stage, alter_eva, channel_alter_eva, per_weight
 from .altermoma_stats import channels_reactivated, eva_stats, rank_changed, top_reactivated
 from .reactivation import reactivated
 
 
-def altermoma(reactivation_steps: int = 100, reactivation_lr: float = 1e-4, alpha: float = 1.0, beta: float = 1.0,
+def altermoma(reactivation_steps: int = 100, reactivation_lr: float = 1e-3, alpha: float = 1.0, beta: float = 1.0,
               batch_size: int = 4, normalise: str = "module") -> Method:
-    """AlterEva under one global threshold, the paper's allocation."""
+    """AlterEva under one global threshold, the paper's allocation and its alpha = beta = 1."""
     return Method(AlterEvaImportance(reactivation_steps, reactivation_lr, alpha, beta, batch_size, normalise))
 
 
@@ -72,13 +77,18 @@ class AlterEvaImportance(Importance):
         dense = copy.deepcopy(ctx.model).eval()
         theta0 = weights_of(dense)
         grads = weight_gradients(dense, ctx.calibration)
-        deci = {k: (w * grads[k]).abs() for k, w in theta0.items()}
+        contribution = {k: w * grads[k] for k, w in theta0.items()}
+        deci = {k: c.abs() for k, c in contribution.items()}
         deci_seconds = time.perf_counter() - start
         lidar_masked = self._stage(dense, ctx, "lidar", theta0)
         camera_masked = self._stage(dense, ctx, "camera", theta0)
         modules = {u.name: MODULE_OF_MODALITY[u.modality] for u in prunable_units(dense)}
         weights = alter_eva(deci, lidar_masked.reri(), camera_masked.reri(), modules, self.alpha, self.beta,
                             self.normalise)
+        out_dims = {u.name: 1 if isinstance(u.module, nn.ConvTranspose2d) else 0 for u in prunable_units(dense)}
+        channels = channel_alter_eva(contribution, lidar_masked, camera_masked, modules, out_dims, self.alpha,
+                                     self.beta, self.normalise)
+        channel_weights = per_weight(channels, {k: w.shape for k, w in theta0.items()}, out_dims)
         names = {m: [n for n, mm in modules.items() if mm == m] for m in ("camera", "lidar", "fusion")}
         units = {m: [u for u in prunable_units(dense) if u.modality == m] for m in ("camera", "lidar")}
         info = {
@@ -100,7 +110,7 @@ class AlterEvaImportance(Importance):
                 "top_lidar_units_camera_masked": top_reactivated(deci, camera_masked, names["lidar"]),
                 "top_camera_units_lidar_masked": top_reactivated(deci, lidar_masked, names["camera"])},
         }
-        return Scores(weights, info)
+        return Scores(weights, info, channel_weights)
 
     def _stage(self, dense: nn.Module, ctx: PruneContext, modality: str, theta0: dict) -> Stage:
         """Mask `modality`, take theta0 * g before and after reactivation (theta0 in both products)."""
@@ -111,3 +121,11 @@ class AlterEvaImportance(Importance):
         before = {k: w * g0[k] for k, w in theta0.items()}
         after = {k: w * g_b[k] for k, w in theta0.items()}
         return Stage(before, after, time.perf_counter() - start)
+
+
+def altermoma_deci_weighted(reactivation_steps: int = 100, reactivation_lr: float = 1e-3, batch_size: int = 4,
+                            normalise: str = "module") -> Method:
+    """AlterMOMA with beta = alpha / 2 (registry name "altermoma-deci-weighted"): each module's AlterEva keeps a
+    positive total, so one global threshold compares modules by their contribution as well as within them. Not the
+    paper's setting; the variant the beta ablation measured (docs/pruning.md, "The beta ablation")."""
+    return altermoma(reactivation_steps, reactivation_lr, 1.0, 0.5, batch_size, normalise)

@@ -1,6 +1,7 @@
 """AlterMOMA's reactivation (docs/pruning.md, "AlterMOMA"): with one modality masked, a briefly trained copy of the
 dense model makes the fuser take from the remaining branch what the masked one used to provide, reactivating that
-branch's fusion-redundant features. The dense model itself is not changed."""
+branch's fusion-redundant features. The dense model itself is not changed. Plain SGD with BatchNorm statistics
+frozen, as the paper's derivation assumes (docs/pruning.md, "AlterMOMA")."""
 from __future__ import annotations
 
 import copy
@@ -26,14 +27,16 @@ def reactivation_trajectory(model: nn.Module, dataset, masked_modality: str, che
     """Train one copy as `reactivated` does and yield (B, the copy in eval mode) after each step count B in
     `checkpoints`: the first B steps of a longer run are a B-step run (the same seeded batch order, a constant
     learning rate), so one run gives theta_B for every B of a B sweep. Training resumes after each yield."""
-    work = copy.deepcopy(model).train()
-    optimizer = torch.optim.Adam(work.parameters(), lr=lr)
+    work = copy.deepcopy(model)
+    # Plain SGD: each weight moves by lr times its own gradient, so the change the ReRI term reads is the gradient's
+    # doing. Adam's normalised step would move every weight by about lr whatever its gradient.
+    optimizer = torch.optim.SGD(work.parameters(), lr=lr, momentum=0.0)
     todo = sorted(set(checkpoints))
     if todo and todo[0] == 0:
         yield 0, work.eval()
         todo.pop(0)
     for step, batch in enumerate(sampled_batches(dataset, todo[-1] if todo else 0, batch_size, seed), start=1):
-        work.train()
+        frozen_statistics(work)
         loss = task_loss(work, masked(batch, masked_modality))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -42,3 +45,13 @@ def reactivation_trajectory(model: nn.Module, dataset, masked_modality: str, che
         if step == todo[0]:
             yield step, work.eval()
             todo.pop(0)
+
+
+def frozen_statistics(model: nn.Module) -> None:
+    """Train mode with every BatchNorm in eval mode: reactivation moves the weights only. Batch statistics of
+    masked-modality batches would otherwise replace the running statistics theta0 was scored with, and the ReRI
+    term would read that shift as reactivation."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
