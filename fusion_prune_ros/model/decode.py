@@ -1,9 +1,10 @@
 """Head outputs -> `Detections`: heatmap peaks (3x3 max-pool), top-K, per-class score thresholds, boxes in the
 LiDAR frame, optional circle NMS. Runs outside the exported network, the same for every backend.
 
-numpy on one frame's (10, H, W) maps, and one compiled loop for the greedy NMS: per frame this is a few
-element-wise passes over the heatmap and work on the few candidates above the threshold, with no torch kernels
-(whose thread pool competed with the inference runtime's for the same two cores) and no Python loop over boxes.
+numpy on one frame's (10, H, W) maps, and compiled loops for the peak test and the greedy NMS: per frame this is
+the sigmoid and one threshold pass over the heatmap, then work on the few cells at or above the lowest threshold
+(only those can be selected, so only they are tested for being peaks), with no torch kernels (whose thread pool
+competed with the inference runtime's for the same two cores) and no Python loop over boxes.
 """
 from __future__ import annotations
 
@@ -46,15 +47,14 @@ def decode_frame(logits: np.ndarray, reg: np.ndarray, grid: GridConfig, cfg: Dec
                  thresholds: np.ndarray) -> Detections:
     """One frame's (10, H, W) logits and regression -> Detections, highest score first (ties: lower class, then
     row-major cell, first)."""
-    heat = 1.0 / (1.0 + np.exp(-logits))
+    heat = np.exp(-logits)
+    heat += 1.0
+    np.divide(1.0, heat, out=heat)  # the sigmoid, without temporaries
     c, h, w = heat.shape
-    flat = np.where(_max_pool3(heat) == heat, heat, 0).ravel()
-    # Only values at or above the lowest threshold can survive top-K and the thresholds; keeping them first and
-    # taking the top K among them selects what a top-K over the whole map followed by the thresholds selects.
-    index = np.flatnonzero(flat >= thresholds.min())
-    index = index[np.argsort(-flat[index], kind="stable")[:min(cfg.top_k, c * h * w)]]
+    index, score = _peaks_at_least(heat, thresholds.min())
+    order = np.argsort(-score, kind="stable")[:min(cfg.top_k, c * h * w)]
+    index, score = index[order], score[order]
     label, cell = np.divmod(index, h * w)
-    score = flat[index]
     keep = score >= thresholds[label]
     label, cell, score = label[keep], cell[keep], score[keep]
     iy, ix = np.divmod(cell, w)
@@ -67,14 +67,44 @@ def decode_frame(logits: np.ndarray, reg: np.ndarray, grid: GridConfig, cfg: Dec
     return circle_nms(det) if cfg.circle_nms else det
 
 
-def _max_pool3(x: np.ndarray) -> np.ndarray:
-    """3x3 max over the last two axes, stride 1, the border padded with -inf (torch's max_pool2d(x, 3, 1, 1))."""
-    rows = x.copy()
-    np.maximum(rows[..., :-1], x[..., 1:], out=rows[..., :-1])
-    np.maximum(rows[..., 1:], x[..., :-1], out=rows[..., 1:])
-    out = rows.copy()
-    np.maximum(out[..., :-1, :], rows[..., 1:, :], out=out[..., :-1, :])
-    np.maximum(out[..., 1:, :], rows[..., :-1, :], out=out[..., 1:, :])
+def _peaks_at_least(heat: np.ndarray, lowest: np.float32) -> tuple:
+    """(flat indices in increasing order, scores) of the entries of the peak map (a cell's heat where it equals the
+    3x3 max around it, as torch's max_pool2d(x, 3, 1, 1) finds it, else 0) that are >= `lowest`: only those can
+    survive top-K and the thresholds. A positive threshold is only reached where the heat reaches it, so only
+    those cells need the peak test; otherwise every cell does."""
+    flat = heat.ravel()
+    candidates = np.flatnonzero(flat >= lowest) if lowest > 0 else np.arange(flat.size)
+    score = flat[candidates]
+    score[~_is_peak(heat, candidates)] = 0
+    keep = score >= lowest
+    return candidates[keep], score[keep]
+
+
+@njit(cache=True, nogil=True)
+def _is_peak(heat, flat_index):
+    """Whether each entry (flat indices, increasing) is the max of its 3x3 neighbourhood within its map: no
+    neighbour above it and no NaN in the neighbourhood (which makes the max NaN), i.e. every entry there <= it
+    (itself included, so a NaN is none). The row of each entry is found by walking the rows along with the
+    increasing indices, without a division per entry."""
+    _, h, w = heat.shape
+    plane = heat.reshape(-1)
+    out = np.empty(flat_index.shape[0], np.bool_)
+    row_start, y = 0, 0  # the current entry's row: where it starts, and its y in its map
+    for i in range(flat_index.shape[0]):
+        at = flat_index[i]
+        while at >= row_start + w:
+            row_start += w
+            y = y + 1 if y < h - 1 else 0
+        x = at - row_start
+        v = plane[at]
+        left = -1 if x > 0 else 0  # offsets of the neighbours inside the map (0: the entry's own column / row)
+        right = 1 if x < w - 1 else 0
+        peak = True
+        for centre in (at - w if y > 0 else at, at, at + w if y < h - 1 else at):
+            peak &= plane[centre + left] <= v
+            peak &= plane[centre] <= v
+            peak &= plane[centre + right] <= v
+        out[i] = peak
     return out
 
 

@@ -4,7 +4,8 @@
   statistics (per-height-slice occupancy, max height, intensity, time lag, count): PIXOR-style hand-made pillar
   features rather than a learned PointNet, because on a CPU the scatter of a learned per-point MLP costs more
   than the whole LiDAR backbone, and a dense input keeps the exported network free of dynamic shapes.
-- `camera_images`: resize to the network width, crop the configured rows, normalise.
+- `camera_images` / `network_image`: resize to the network width, crop the configured rows; `normalise_images` /
+  `normalised_planes` normalise.
 - `camera_grid`: for every fused-grid cell x lift height, where to sample the stacked image features: the camera
   that sees the point nearest its image centre, among the cameras present. Computed from the calibration here,
   outside the network, so the exported network serves any calibration and any subset of cameras.
@@ -36,32 +37,37 @@ def lidar_bev(points: np.ndarray, grid: GridConfig) -> np.ndarray:
 
     One compiled pass over the points accumulates every statistic (a numpy pass per statistic, with scatter-max
     calls, costs several times more); its arithmetic is numpy's on float32 points (float32, sums in float64), so
-    the features are exactly those numpy computes. Points with a non-finite field are skipped.
+    the features are exactly those numpy computes. Points with a non-finite field are skipped. The log counts are
+    numpy's float32 log1p, computed once per count value that occurs and looked up per cell and slice.
     """
     n = grid.lidar_cells
     out = np.zeros((LIDAR_FEATURES, n * n), np.float32)
     pts = np.asarray(points, np.float32)
     if len(pts):
         f32 = np.float32
-        counts = _pillar_statistics(pts, out, f32(grid.bev_range), f32(grid.lidar_cell), n, f32(grid.z_min),
-                                    f32(grid.z_max - grid.z_min), grid.height_slices, f32(INTENSITY_SCALE),
-                                    f32(MAX_TIME_LAG), f32(KEY_SWEEP_LAG))
-        occupied = np.flatnonzero(counts[:, -1])
-        # numpy's float32 log1p, on the occupied cells only
-        out[:grid.height_slices, occupied] = np.log1p(counts[occupied, :-1].T.astype(np.float32))
-        out[12, occupied] = np.log1p(counts[occupied, -1].astype(np.float32))
+        cells, counts = _pillar_statistics(pts, out, f32(grid.bev_range), f32(grid.lidar_cell), n, f32(grid.z_min),
+                                           f32(grid.z_max - grid.z_min), grid.height_slices, f32(INTENSITY_SCALE),
+                                           f32(MAX_TIME_LAG), f32(KEY_SWEEP_LAG))
+        log_count = np.log1p(np.arange(counts.max(initial=0) + 1, dtype=np.float32))
+        _write_log_counts(out, cells, counts, log_count)
     return out.reshape(LIDAR_FEATURES, n, n)
 
 
 @njit(cache=True, nogil=True)
 def _pillar_statistics(pts, out, bev_range, cell, n, z_min, z_span, slices, intensity_scale, lag_scale, key_lag):
-    """Fills out[8..11, 13] (max height, mean / max intensity, mean lag, key-sweep fraction); returns the point
-    counts per cell and height slice (n * n, slices + 1), the last column the total. The accumulators are
-    cell-major, so that a point's updates share cache lines."""
-    size = n * n
-    counts = np.zeros((size, slices + 1), np.int32)
-    sums = np.zeros((size, 3), np.float64)  # intensity, time lag, key-sweep points
-    peaks = np.zeros((size, 2), np.float32)  # height, intensity
+    """Fills out[8..11, 13] (max height, mean / max intensity, mean lag, key-sweep fraction); returns the occupied
+    cells and their point counts per height slice (cells, slices + 1), the last column the total.
+
+    The accumulators have a row per occupied cell, in the order of the cells' first points (`row` maps a cell to
+    its row), rather than one per grid cell: a frame occupies a few thousand cells, so they stay in cache, and a
+    row holds all of a point's updates."""
+    row = np.full(n * n, -1, np.int32)
+    rows = min(pts.shape[0], n * n)
+    cells = np.empty(rows, np.int32)
+    counts = np.empty((rows, slices + 1), np.int32)
+    sums = np.empty((rows, 3), np.float64)  # intensity, time lag, key-sweep points
+    peaks = np.empty((rows, 2), np.float32)  # height, intensity
+    used = 0
     top = np.float32(slices)
     for p in range(pts.shape[0]):
         x, y, z, intensity, lag = pts[p, 0], pts[p, 1], pts[p, 2], pts[p, 3], pts[p, 4]
@@ -74,24 +80,43 @@ def _pillar_statistics(pts, out, bev_range, cell, n, z_min, z_span, slices, inte
         if not (fx >= 0 and fx < n and fy >= 0 and fy < n and zn >= 0 and zn < 1):
             continue
         c = int(fy) * n + int(fx)
-        counts[c, min(int(zn * top), slices - 1)] += 1
-        counts[c, slices] += 1
+        r = row[c]
+        if r < 0:
+            r = row[c] = used
+            cells[r] = c
+            counts[r] = 0
+            sums[r] = 0.0
+            peaks[r] = 0.0
+            used += 1
+        counts[r, min(int(zn * top), slices - 1)] += 1
+        counts[r, slices] += 1
         scaled = intensity / intensity_scale
-        peaks[c, 0] = max(peaks[c, 0], zn)
-        peaks[c, 1] = max(peaks[c, 1], scaled)
-        sums[c, 0] += scaled
-        sums[c, 1] += lag / lag_scale
+        peaks[r, 0] = max(peaks[r, 0], zn)
+        peaks[r, 1] = max(peaks[r, 1], scaled)
+        sums[r, 0] += scaled
+        sums[r, 1] += lag / lag_scale
         if lag < key_lag:
-            sums[c, 2] += 1.0
-    for c in range(size):
-        if counts[c, slices]:
-            nz = np.float64(np.float32(counts[c, slices]))
-            out[8, c] = peaks[c, 0]
-            out[9, c] = sums[c, 0] / nz
-            out[10, c] = peaks[c, 1]
-            out[11, c] = sums[c, 1] / nz
-            out[13, c] = sums[c, 2] / nz
-    return counts
+            sums[r, 2] += 1.0
+    for r in range(used):
+        c = cells[r]
+        nz = np.float64(np.float32(counts[r, slices]))
+        out[8, c] = peaks[r, 0]
+        out[9, c] = sums[r, 0] / nz
+        out[10, c] = peaks[r, 1]
+        out[11, c] = sums[r, 1] / nz
+        out[13, c] = sums[r, 2] / nz
+    return cells[:used], counts[:used]
+
+
+@njit(cache=True, nogil=True)
+def _write_log_counts(out, cells, counts, log_count):
+    """out[slice, cell] and out[12, cell] (the total) = log_count[count] for every occupied cell."""
+    slices = counts.shape[1] - 1
+    for r in range(cells.shape[0]):
+        c = cells[r]
+        for k in range(slices):
+            out[k, c] = log_count[counts[r, k]]
+        out[12, c] = log_count[counts[r, slices]]
 
 
 @dataclass(frozen=True)
@@ -111,15 +136,23 @@ class ImageTransform:
         return ImageTransform(scale, crop_top, cfg.width, cfg.height)
 
 
+def network_image(image: np.ndarray, cfg: CameraInputConfig) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (height, width, 3) uint8: resized to the network width (area interpolation, aspect
+    kept) and cropped to the configured rows; rows past the end of a short image stay black."""
+    tf = ImageTransform.for_source(image.shape[1], image.shape[0], cfg)
+    resized = cv2.resize(image, (cfg.width, int(round(image.shape[0] * tf.scale))), interpolation=cv2.INTER_AREA)
+    crop = resized[tf.crop_top:tf.crop_top + cfg.height]
+    out = np.zeros((cfg.height, cfg.width, 3), np.uint8)
+    out[:len(crop)] = crop
+    return out
+
+
 def camera_images(images: np.ndarray, cfg: CameraInputConfig) -> np.ndarray:
-    """(C, H, W, 3) uint8 RGB -> (C, height, width, 3) uint8, resized and cropped (normalised later, in float)."""
-    tf = ImageTransform.for_source(images.shape[2], images.shape[1], cfg)
-    size = (cfg.width, int(round(images.shape[1] * tf.scale)))
-    out = np.zeros((len(images), cfg.height, cfg.width, 3), np.uint8)
+    """(C, H, W, 3) uint8 RGB -> (C, height, width, 3) uint8, each through `network_image` (normalised later, in
+    float)."""
+    out = np.empty((len(images), cfg.height, cfg.width, 3), np.uint8)
     for i, image in enumerate(images):
-        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        crop = resized[tf.crop_top:tf.crop_top + cfg.height]
-        out[i, :len(crop)] = crop
+        out[i] = network_image(image, cfg)
     return out
 
 
@@ -134,16 +167,14 @@ NORMALISED_VALUES = [((np.arange(256, dtype=np.float32) - IMAGE_MEAN[c]) / IMAGE
                      for c in range(3)]
 
 
-def camera_tensor(images: np.ndarray, cfg: CameraInputConfig) -> np.ndarray:
-    """(C, H, W, 3) uint8 RGB -> (C, 3, height, width) float32, the network's image input: exactly
-    normalise_images(camera_images(...)), written channel by channel through a lookup table (the node's path,
-    several times cheaper than the float arithmetic and the transposing copy; training normalises after its
-    float-valued augmentation instead)."""
-    cropped = camera_images(images, cfg)
-    out = np.empty((len(cropped), 3, cfg.height, cfg.width), np.float32)
-    for i, image in enumerate(cropped):
-        for c, plane in enumerate(cv2.split(image)):
-            out[i, c] = cv2.LUT(plane, NORMALISED_VALUES[c])
+def normalised_planes(image: np.ndarray) -> np.ndarray:
+    """(height, width, 3) uint8 network image (`network_image`) -> (3, height, width) float32: exactly
+    normalise_images(image), written plane by plane through a lookup table (several times cheaper than the float
+    arithmetic and the transposing copy: the node's path; training normalises after its float-valued
+    augmentation instead)."""
+    out = np.empty((3, *image.shape[:2]), np.float32)
+    for k, plane in enumerate(cv2.split(image)):
+        out[k] = cv2.LUT(plane, NORMALISED_VALUES[k])
     return out
 
 
@@ -161,35 +192,48 @@ def camera_grid(intrinsics: np.ndarray, cam_from_lidar: np.ndarray, present: np.
     src_size: (width, height) of the source images. Points no present camera sees get (-2, -2) (zeros).
     flip_x / flip_y: the BEV is mirrored (augmentation); the points are mirrored back before projection, so
     image and LiDAR stay consistent.
+
+    The node recomputes it whenever the ego motion between the images and the sweep changes, so it is one compiled
+    pass over the points and cameras, in float64 throughout (the projection in the order a matrix product takes).
     """
     f = grid.fused_cells
-    heights = np.asarray(grid.lift_heights, np.float64)
     cell = 2 * grid.bev_range / f
     centres = -grid.bev_range + (np.arange(f) + 0.5) * cell
-    yy, xx, zz = np.meshgrid(centres, centres, heights, indexing="ij")  # (F rows = y, F cols = x, Z)
-    pts = np.stack([xx, yy, zz, np.ones_like(xx)], -1).reshape(-1, 4)
-    if flip_x:
-        pts[:, 0] = -pts[:, 0]
-    if flip_y:
-        pts[:, 1] = -pts[:, 1]
     tf = ImageTransform.for_source(src_size[0], src_size[1], cam)
-    n_cam = len(intrinsics)
-    best = np.full(len(pts), np.inf)
-    gx = np.full(len(pts), -2.0)
-    gy = np.full(len(pts), -2.0)
-    half_feature = cam.feature_stride / 2  # keep samples off the band edges: no bleeding into the next camera
-    for c in range(n_cam):
-        if not present[c]:
-            continue
-        p = pts @ cam_from_lidar[c].T.astype(np.float64)
-        depth = p[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = (intrinsics[c][0, 0] * p[:, 0] / depth + intrinsics[c][0, 2]) * tf.scale
-            v = (intrinsics[c][1, 1] * p[:, 1] / depth + intrinsics[c][1, 2]) * tf.scale - tf.crop_top
-        ok = (depth > 0.5) & (u >= 0) & (u < tf.width) & (v >= half_feature) & (v < tf.height - half_feature)
-        centrality = np.abs(u / tf.width - 0.5)
-        better = ok & (centrality < best)
-        best[better] = centrality[better]
-        gx[better] = u[better] / tf.width * 2 - 1
-        gy[better] = (c * tf.height + v[better]) / (n_cam * tf.height) * 2 - 1
-    return np.stack([gx, gy], -1).reshape(f, f * len(heights), 2).astype(np.float32)
+    out = np.empty((f, f, len(grid.lift_heights), 2), np.float32)
+    _project_grid(out, centres, np.asarray(grid.lift_heights, np.float64), -1.0 if flip_x else 1.0,
+                  -1.0 if flip_y else 1.0, np.asarray(intrinsics, np.float64), np.asarray(cam_from_lidar, np.float64),
+                  np.asarray(present, np.bool_), float(tf.scale), float(tf.crop_top), float(tf.width),
+                  float(tf.height), cam.feature_stride / 2)
+    return out.reshape(f, f * len(grid.lift_heights), 2)
+
+
+@njit(cache=True, nogil=True)
+def _project_grid(out, centres, heights, sign_x, sign_y, k, t, present, scale, crop_top, width, height, margin):
+    """out[row = y, col = x, height] = (gx, gy) of the present camera that sees the point nearest its image centre
+    (the first such camera on a tie), or (-2, -2). A camera sees a point more than 0.5 m in front of it that lands
+    inside its image, `margin` rows off the top and bottom edges (no bleeding into the next camera's band)."""
+    n_cam = k.shape[0]
+    for iy in range(centres.shape[0]):
+        for ix in range(centres.shape[0]):
+            x, y = sign_x * centres[ix], sign_y * centres[iy]
+            for iz in range(heights.shape[0]):
+                z = heights[iz]
+                best, gx, gy = np.inf, -2.0, -2.0
+                for c in range(n_cam):
+                    if not present[c]:
+                        continue
+                    px = x * t[c, 0, 0] + y * t[c, 0, 1] + z * t[c, 0, 2] + t[c, 0, 3]
+                    py = x * t[c, 1, 0] + y * t[c, 1, 1] + z * t[c, 1, 2] + t[c, 1, 3]
+                    depth = x * t[c, 2, 0] + y * t[c, 2, 1] + z * t[c, 2, 2] + t[c, 2, 3]
+                    if not depth > 0.5:
+                        continue
+                    u = (k[c, 0, 0] * px / depth + k[c, 0, 2]) * scale
+                    v = (k[c, 1, 1] * py / depth + k[c, 1, 2]) * scale - crop_top
+                    centrality = abs(u / width - 0.5)
+                    if u >= 0 and u < width and v >= margin and v < height - margin and centrality < best:
+                        best = centrality
+                        gx = u / width * 2 - 1
+                        gy = (c * height + v) / (n_cam * height) * 2 - 1
+                out[iy, ix, iz, 0] = gx
+                out[iy, ix, iz, 1] = gy

@@ -10,8 +10,10 @@ messages happened to arrive first, so the node and an in-process replay of the s
 The frame is built exactly as the devkit builds a nuScenes sample (`LidarPointCloud.from_file_multisweep` and the
 calibration chain), so replaying a bag scores what offline evaluation scores: the previous `n_sweeps - 1` clouds
 are moved into the current LiDAR frame through the ego poses at their stamps (odometry, map <- base_link), each
-sweep first loses the points within 1 m of the sensor, the time lag is a fifth column, and each camera's
-transform includes the ego motion between its stamp and the LiDAR's.
+sweep first loses the points within 1 m of the sensor, the time lag is a fifth column (`multisweep.py`), and each
+camera's transform includes the ego motion between its stamp and the LiDAR's. Work that does not depend on the
+frame is done once, on arrival: a sweep is kept without its near points, an image at the network's size
+(`assembled.NetworkImage`).
 
 Bad timing is dropped with a reason (the caller counts it): a duplicate or out-of-order message (a stamp far in
 the future is refused earlier, by the sensor health, against the other sensors' stamps); a stamp jumping backwards by more than `reset_after_s` (bag loop, sim time reset) clears the history
@@ -21,15 +23,16 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.frame import FrameInputs
+from ..config import CameraInputConfig
 from ..geometry import invert_rigid
+from .assembled import AssembledFrame, NetworkImage
+from .multisweep import multisweep_cloud, remove_close
 
 IMAGES_KEPT = 4  # per camera: a 12 Hz camera's images of the last ~250 ms, enough to find the one before a sweep
-NEAR_SENSOR_M = 1.0  # the devkit's remove_close radius for multi-sweep clouds
 
 
 @dataclass
@@ -38,6 +41,7 @@ class AssemblerConfig:
     camera_max_age_s: float = 0.1
     reset_after_s: float = 1.0
     pose_tolerance_s: float = 0.06  # how far a pose may be from a stamp without interpolation partners
+    camera: CameraInputConfig = field(default_factory=CameraInputConfig)  # the network's image size
 
 
 @dataclass
@@ -110,9 +114,13 @@ class FrameAssembler:
         self.calib = calibration
         self.cfg = cfg
         self.poses = PoseBuffer()
-        self._sweeps: deque = deque(maxlen=max(0, cfg.n_sweeps - 1))  # (stamp_ns, points N x 4)
-        self._images: dict = {}  # camera -> deque of the last IMAGES_KEPT (stamp_ns, rgb), oldest first
+        self._sweeps: deque = deque(maxlen=max(0, cfg.n_sweeps - 1))  # (stamp_ns, remove_close(points))
+        self._images: dict = {}  # camera -> deque of the last IMAGES_KEPT (stamp_ns, NetworkImage), oldest first
         self._last_cloud_ns: int | None = None
+        self._black = NetworkImage.black(cfg.camera)
+        # The compiled kernels of the multi-sweep cloud load (or compile) now rather than on the first sweep.
+        nothing = remove_close(np.zeros((0, 4), np.float32))
+        multisweep_cloud(nothing, [(nothing, np.eye(4), 0.0)])
 
     def reset(self) -> None:
         self._sweeps.clear()
@@ -139,13 +147,13 @@ class FrameAssembler:
         kept = self._images.setdefault(camera, deque(maxlen=IMAGES_KEPT))
         if self._check_stamp(stamp_ns, kept[-1][0] if kept else None, f"{camera} image"):
             kept = self._images.setdefault(camera, deque(maxlen=IMAGES_KEPT))
-        kept.append((stamp_ns, rgb))
+        kept.append((stamp_ns, NetworkImage.of(rgb, self.cfg.camera)))
 
     def add_pose(self, stamp_ns: int, map_from_base: np.ndarray) -> None:
         self.poses.add(stamp_ns, map_from_base)
 
     def add_cloud(self, stamp_ns: int, points: np.ndarray) -> tuple:
-        """A LiDAR sweep (N x 4 x, y, z, intensity in the LiDAR frame) -> (FrameInputs, notes).
+        """A LiDAR sweep (N x 4 x, y, z, intensity in the LiDAR frame) -> (AssembledFrame, notes).
 
         notes lists non-fatal degradations for diagnostics (e.g. 'no_odometry': earlier sweeps not used).
         """
@@ -155,8 +163,8 @@ class FrameAssembler:
         tol = int(self.cfg.pose_tolerance_s * 1e9)
         pose_now = self.poses.at(stamp_ns, tol)
         b_l = self.calib.base_from_lidar
-        current = _remove_close(points)
-        clouds = [np.c_[current, np.zeros(len(current), np.float32)]]
+        current = remove_close(points)
+        earlier = []  # (points, current LiDAR <- that sweep's LiDAR, lag), newest first
         if self._sweeps:
             if pose_now is None:
                 notes.append("no_odometry")
@@ -167,15 +175,11 @@ class FrameAssembler:
                     if pose is None:
                         notes.append("no_odometry")
                         break
-                    t = lidar_from_map @ pose @ b_l
-                    kept = _remove_close(sweep)
-                    xyz = kept[:, :3].astype(np.float64) @ t[:3, :3].T + t[:3, 3]
-                    lag = np.full(len(kept), (stamp_ns - sweep_ns) * 1e-9, np.float32)
-                    clouds.append(np.c_[xyz.astype(np.float32), kept[:, 3], lag])
-        self._sweeps.append((stamp_ns, points))
-        images, intrinsics, extrinsics, present, camera_notes = self._cameras_at(stamp_ns, pose_now)
-        frame = FrameInputs(np.concatenate(clouds).astype(np.float32), images, intrinsics, extrinsics, present, True,
-                            stamp_ns // 1000, self.cameras)
+                    earlier.append((sweep, lidar_from_map @ pose @ b_l, (stamp_ns - sweep_ns) * 1e-9))
+        self._sweeps.append((stamp_ns, current))
+        cameras, camera_notes = self._cameras_at(stamp_ns, pose_now)
+        frame = AssembledFrame(points=multisweep_cloud(current, earlier), lidar_present=True, stamp_us=stamp_ns // 1000,
+                               camera_names=self.cameras, **cameras)
         return frame, sorted(set(notes + camera_notes))
 
     def add_sweep(self, stamp_ns: int, points: np.ndarray) -> None:
@@ -183,9 +187,9 @@ class FrameAssembler:
         so that a dropped frame does not also thin out the input of the frames after it."""
         self._check_stamp(stamp_ns, self._last_cloud_ns, "cloud")
         self._last_cloud_ns = stamp_ns
-        self._sweeps.append((stamp_ns, points))
+        self._sweeps.append((stamp_ns, remove_close(points)))
 
-    def camera_frame(self, now_ns: int) -> FrameInputs | None:
+    def camera_frame(self, now_ns: int) -> AssembledFrame | None:
         """Without LiDAR: a frame of the newest images (stamped with the newest), in the LiDAR frame through the
         static calibration, for a camera-only variant. None if no camera image is fresh."""
         stamps = [k[-1][0] for k in self._images.values() if now_ns - k[-1][0] <= self.cfg.camera_max_age_s * 1e9]
@@ -193,20 +197,22 @@ class FrameAssembler:
             return None
         stamp = max(stamps)
         pose = self.poses.at(stamp, int(self.cfg.pose_tolerance_s * 1e9))
-        images, intrinsics, extrinsics, present, _ = self._cameras_at(stamp, pose)
-        return FrameInputs(np.zeros((0, 5), np.float32), images, intrinsics, extrinsics, present, False,
-                           stamp // 1000, self.cameras)
+        cameras, _ = self._cameras_at(stamp, pose)
+        return AssembledFrame(points=np.zeros((0, 5), np.float32), lidar_present=False, stamp_us=stamp // 1000,
+                              camera_names=self.cameras, **cameras)
 
-    def _cameras_at(self, stamp_ns: int, pose_ref: np.ndarray | None):
-        """Images, intrinsics, camera <- LiDAR transforms and presence of every camera for a frame at stamp_ns,
-        and why each camera that has sent images is left out (for diagnostics: nothing is dropped silently)."""
+    def _cameras_at(self, stamp_ns: int, pose_ref: np.ndarray | None) -> tuple:
+        """The AssembledFrame fields of the cameras for a frame at stamp_ns (network images, intrinsics, camera <-
+        LiDAR transforms, presence, the (width, height) the images arrived with), and why each camera that has
+        sent images is left out (for diagnostics: nothing is dropped silently). The cameras must agree on the size
+        their images arrive with."""
         tol = int(self.cfg.pose_tolerance_s * 1e9)
         b_l = self.calib.base_from_lidar
         images, intrinsics, extrinsics, present, notes = [], [], [], [], []
-        shape = next((k[-1][1].shape for k in self._images.values()), (1, 1, 3))
+        size = next((k[-1][1].source_size for k in self._images.values()), (1, 1))
         for cam in self.cameras:
             buffered = self._images.get(cam, ())
-            stamp_img, rgb = next(((s, im) for s, im in reversed(buffered) if s <= stamp_ns), (None, None))
+            stamp_img, image = next(((s, im) for s, im in reversed(buffered) if s <= stamp_ns), (None, None))
             k = self.calib.intrinsics.get(cam)
             b_c = self.calib.base_from_camera.get(cam)
             problem = None
@@ -215,7 +221,7 @@ class FrameAssembler:
             elif stamp_img is not None:
                 if abs(stamp_ns - stamp_img) > self.cfg.camera_max_age_s * 1e9:
                     problem = "image_too_old"
-                elif rgb.shape != shape:
+                elif image.source_size != size:
                     problem = "image_size_differs_from_other_cameras"
                 elif k is None:
                     problem = "no_camera_info"
@@ -229,20 +235,17 @@ class FrameAssembler:
                     cam_from_lidar = invert_rigid(pose_img @ b_c) @ pose_ref @ b_l
                 else:
                     cam_from_lidar = invert_rigid(b_c) @ b_l
-                images.append(rgb)
+                images.append(image)
                 intrinsics.append(k)
                 extrinsics.append(cam_from_lidar)
                 present.append(True)
             else:
-                images.append(np.zeros(shape, np.uint8))
+                images.append(self._black)
                 intrinsics.append(np.eye(3))
                 extrinsics.append(np.eye(4))
                 present.append(False)
-        return (np.stack(images), np.stack(intrinsics).astype(np.float32), np.stack(extrinsics).astype(np.float32),
-                np.array(present), notes)
-
-
-def _remove_close(points: np.ndarray) -> np.ndarray:
-    """Drop points with |x| < 1 m and |y| < 1 m (the devkit's LidarPointCloud.remove_close)."""
-    near = (np.abs(points[:, 0]) < NEAR_SENSOR_M) & (np.abs(points[:, 1]) < NEAR_SENSOR_M)
-    return points[~near]
+        return {"images": np.stack([im.pixels for im in images]),
+                "image_planes": np.stack([im.planes for im in images]),
+                "intrinsics": np.stack(intrinsics).astype(np.float32),
+                "cam_from_lidar": np.stack(extrinsics).astype(np.float32), "camera_present": np.array(present),
+                "source_size": size}, notes

@@ -83,7 +83,8 @@ class DetectorCore:
         self.pipeline = Pipeline(self.detector_cfg, self.pool, DecodeConfig(score_threshold=cfg.score_threshold))
         self.health = SensorHealth(cfg.lidar, cfg.cameras, cfg.health)
         self.assembler = FrameAssembler(cfg.cameras, Calibration(None, {}, {}), AssemblerConfig(
-            n_sweeps=self.detector_cfg.grid.n_sweeps, camera_max_age_s=cfg.camera_max_age_s))
+            n_sweeps=self.detector_cfg.grid.n_sweeps, camera_max_age_s=cfg.camera_max_age_s,
+            camera=self.detector_cfg.camera))
         self.frame_of_camera: dict = {}  # optical frame id -> camera name (from image headers)
         self.image_size: dict = {}  # camera -> (width, height) from CameraInfo
         self.drops: Counter = Counter()

@@ -1,8 +1,9 @@
-"""One frame through the detector, ROS-free: FrameInputs -> preprocessing -> the active variant -> Detections.
+"""One frame through the detector, ROS-free: AssembledFrame -> preprocessing -> the active variant -> Detections.
 
 The node, the bag replay and the benchmarks all call this; it times every stage, so the node's overhead
-(everything but the network) is measured the same way everywhere. The camera sampling grid depends only on the
-calibration and on which cameras are present, so it is cached per (calibration, mask).
+(everything but the network) is measured the same way everywhere. The frames come from the assembler, with the
+images already at the network's size. The camera sampling grid depends only on the calibration (with the ego motion
+between each image and the sweep) and on which cameras are present, so it is cached per (calibration, mask).
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import numpy as np
 from ..config import DetectorConfig
 from ..detections import Detections
 from ..model.decode import DecodeConfig, decode
-from ..model.preprocess import camera_grid, camera_tensor, lidar_bev
+from ..model.preprocess import camera_grid, lidar_bev
 from .memory import keep_freed_memory
 from .pool import VariantPool
 
-if TYPE_CHECKING:  # data.frame reads nuScenes through the devkit, which the node never needs
-    from ..data.frame import FrameInputs
+if TYPE_CHECKING:
+    from .assembled import AssembledFrame
 
 GRID_CACHE_SIZE = 16
 
@@ -45,33 +46,33 @@ class Pipeline:
         lidar_bev(np.zeros((1, 5), np.float32), cfg.grid)
         empty_map = np.full((1, 10, cfg.grid.head_cells, cfg.grid.head_cells), -10.0, np.float32)
         decode(empty_map, empty_map, cfg.grid, decode_cfg)
+        camera_grid(np.eye(3)[None], np.eye(4)[None], np.ones(1, bool), (1, 1), cfg.grid, cfg.camera)
 
-    def _grid(self, frame: FrameInputs) -> np.ndarray:
+    def _grid(self, frame: AssembledFrame) -> np.ndarray:
         key = hashlib.sha1(frame.intrinsics.tobytes() + frame.cam_from_lidar.tobytes()
-                           + frame.camera_present.tobytes() + str(frame.images.shape).encode()).hexdigest()
+                           + frame.camera_present.tobytes() + str(frame.source_size).encode()).hexdigest()
         if key not in self._grids:
-            src = (frame.images.shape[2], frame.images.shape[1])
-            self._grids[key] = camera_grid(frame.intrinsics, frame.cam_from_lidar, frame.camera_present, src,
-                                           self.cfg.grid, self.cfg.camera)
+            self._grids[key] = camera_grid(frame.intrinsics, frame.cam_from_lidar, frame.camera_present,
+                                           frame.source_size, self.cfg.grid, self.cfg.camera)
             if len(self._grids) > GRID_CACHE_SIZE:
                 self._grids.popitem(last=False)
         self._grids.move_to_end(key)
         return self._grids[key]
 
-    def inputs(self, frame: FrameInputs, modality: str) -> dict:
+    def inputs(self, frame: AssembledFrame, modality: str) -> dict:
         """The network inputs a graph of `modality` needs (batch of one)."""
         out = {}
         if modality in ("fused", "lidar"):
             out["lidar_bev"] = lidar_bev(frame.points, self.cfg.grid)[None]
         if modality in ("fused", "camera"):
-            out["images"] = camera_tensor(frame.images, self.cfg.camera)
+            out["images"] = frame.image_planes
             out["cam_grid"] = self._grid(frame)[None]
         if modality == "fused":
             out["presence"] = np.array([[float(frame.lidar_present), float(frame.camera_present.any())]],
                                        np.float32)
         return out
 
-    def run(self, frame: FrameInputs, variant: str) -> FrameResult:
+    def run(self, frame: AssembledFrame, variant: str) -> FrameResult:
         modality = self.pool.profile.variant(variant).modality
         t0 = time.perf_counter()
         inputs = self.inputs(frame, modality)
