@@ -1,6 +1,7 @@
 """Mean weight gradients of the prunable units over calibration batches: of the task loss (Taylor, SNIP,
 AlterMOMA), optionally with one modality masked, and of the head-output energy (DM3D's objective, also the default
-ranking of `output_distortion.forward_curve`)."""
+ranking of `output_distortion.forward_curve`), which counts what `output_distortion` counts: the heatmaps
+everywhere, the regression maps at the object centres only."""
 from __future__ import annotations
 
 from typing import Callable
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from .calibration import masked, outputs, task_loss
+from .object_cells import object_mask
 from .units import prunable_units
 
 
@@ -37,10 +39,11 @@ def weight_gradients(model: nn.Module, batches: list, modality: str | None = Non
 
 def objective_gradients(model: nn.Module, batches: list, lambdas: tuple = (1.0, 1.0)) -> dict:
     """Mean over batches of ds/dW_u, s = lambdas[0] ||y_loc||^2 + lambdas[1] ||y_conf||^2 per frame (eval mode):
-    y_loc the regression maps, y_conf the sigmoid heatmaps."""
+    y_loc the regression maps at the model's own object centres (`object_mask`, fixed: no gradient through it; the
+    model is the dense one, so these are the cells its distortion counts), y_conf the sigmoid heatmaps."""
     def objective(m, batch):
         heat, reg = outputs(m, batch)
-        loc = reg.flatten(1).pow(2).sum(1).mean()
+        loc = (reg * object_mask(heat)).flatten(1).pow(2).sum(1).mean()
         conf = torch.sigmoid(heat).flatten(1).pow(2).sum(1).mean()
         return lambdas[0] * loc + lambdas[1] * conf
 

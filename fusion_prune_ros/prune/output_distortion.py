@@ -1,13 +1,17 @@
 """The head-output distortion of pruning one unit, measured by forward passes: what DM3D's forward scale and
 MMPrune4U's curves price, and what the curve-shape study compares (docs/pruning.md, "DM3D-style", "MMPrune4U-style").
 
-The output of a frame is its confidence (sigmoid heatmaps) and locality (regression maps), flattened; a unit is
-pruned temporarily by zeroing a fraction of its weights in a given order (least important first) and restored
-after.
+The output of a frame is what the detector is trained on: its confidence (sigmoid heatmaps) at every cell, and its
+locality (regression maps) only at the cells where the dense model's heatmap marks an object (`object_mask`).
+Training supervises regression at object centres only (model/targets.py `reg_mask`, model/losses.py
+`regression_loss`); elsewhere the regression maps are never trained and the decoder never reads them, so a change
+there is no distortion of the detector. A unit is pruned temporarily by zeroing a fraction of its weights in a given
+order (least important first) and restored after.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,12 +19,41 @@ from torch import nn
 
 from .calibration import PruneContext, outputs
 from .gradients import objective_gradients
+from .object_cells import object_mask
 from .units import Unit, prunable_units
 
 
-def output_vector(heat: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
-    """(B, D): per frame, the confidence (sigmoid heatmaps) and locality (regression maps) outputs, flattened."""
-    return torch.cat([torch.sigmoid(heat).flatten(1), reg.flatten(1)], 1)
+def output_vector(heat: torch.Tensor, reg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, D): per frame, the confidence (sigmoid heatmaps) at every cell and the locality (regression maps) at the
+    cells of `mask` (`object_mask` of the dense model's heatmap), flattened."""
+    return torch.cat([torch.sigmoid(heat).flatten(1), (reg * mask).flatten(1)], 1)
+
+
+@dataclass
+class DenseOutputs:
+    """The dense model's outputs on one batch, the reference a pruned model is measured against: its output
+    vector and the object mask that selects the regression cells of both."""
+
+    vector: torch.Tensor  # (B, D), `output_vector`
+    mask: torch.Tensor  # (B, 1, H, W), `object_mask` of the dense heatmap
+
+
+def dense_outputs(heat: torch.Tensor, reg: torch.Tensor) -> DenseOutputs:
+    """The reference of the dense model's heatmap logits and regression maps on one batch."""
+    mask = object_mask(heat)
+    return DenseOutputs(output_vector(heat, reg, mask).detach(), mask)
+
+
+def dense_references(model: nn.Module, batches: list) -> list:
+    """`dense_outputs` of every batch, without gradients (the caller sets the model's mode)."""
+    with torch.no_grad():
+        return [dense_outputs(*outputs(model, b)) for b in batches]
+
+
+def distortion(heat: torch.Tensor, reg: torch.Tensor, dense: DenseOutputs) -> torch.Tensor:
+    """(B,) ||y - y'||^2 per frame of a model's outputs against the dense reference, regression masked by the dense
+    object mask."""
+    return ((output_vector(heat, reg, dense.mask) - dense.vector) ** 2).sum(1)
 
 
 def prune_count(numel: int, phi: float) -> int:
@@ -44,21 +77,20 @@ def zeroed(unit: Unit, order: torch.Tensor, phi: float):
 
 
 def output_distortion(model: nn.Module, batches: list, dense: list) -> float:
-    """E||y - y'||^2 per frame of the model's head outputs (`output_vector`) against `dense`, the dense model's
-    outputs on the same batches."""
-    return float(np.mean([float(((output_vector(*outputs(model, b)) - y) ** 2).sum(1).mean())
-                          for b, y in zip(batches, dense)]))
+    """E||y - y'||^2 per frame of the model's head outputs (`distortion`) against `dense`, the dense model's
+    `DenseOutputs` on the same batches."""
+    return float(np.mean([float(distortion(*outputs(model, b), d).mean()) for b, d in zip(batches, dense)]))
 
 
 def pruned_distortions(model: nn.Module, batches: list, cases: list) -> list:
-    """Measured E||y - y'||^2 per frame (y: `output_vector`) for every case (unit, order, phi): only that unit
-    pruned, its weights first in `order` (flat indices, least important first) zeroed at fraction phi, restored
-    after. The dense outputs are computed once for all cases; eval mode throughout."""
+    """Measured E||y - y'||^2 per frame (`distortion`) for every case (unit, order, phi): only that unit pruned,
+    its weights first in `order` (flat indices, least important first) zeroed at fraction phi, restored after. The
+    dense outputs are computed once for all cases; eval mode throughout."""
     was_training = model.training
     model.eval()
     out = []
     with torch.no_grad():
-        dense = [output_vector(*outputs(model, b)) for b in batches]
+        dense = dense_references(model, batches)
         for unit, order, phi in cases:
             with zeroed(unit, order, float(phi)):
                 out.append(output_distortion(model, batches, dense))

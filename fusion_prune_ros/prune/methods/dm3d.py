@@ -1,8 +1,9 @@
 """DM3D-style post-training pruning (Xu et al., 2024; docs/pruning.md, "DM3D-style"): keep the *detection* output,
 not the loss.
 
-Distortion lives on the head outputs: locality (all ten regression maps) plus confidence (sigmoid heatmaps), equal
-weights: s(x) = ||y_loc||^2 + ||y_conf||^2 per frame. For every unit, g_u = ds/dW_u averaged over the calibration
+Distortion lives on the head outputs: locality (the ten regression maps at the dense model's object centres,
+`object_cells.object_mask`, the only cells where training supervises regression) plus confidence (sigmoid heatmaps,
+every cell), equal weights: s(x) = ||y_loc||^2 + ||y_conf||^2 per frame. For every unit, g_u = ds/dW_u averaged over the calibration
 batches (eval mode). With the first-order term dropped and the cheap Hessian H_u ~ g_u g_u^T + kappa I,
 
     delta_u(phi) = 0.5 dW^T H_u dW = 0.5 ((g . dW)^2 + kappa ||dW||^2),

@@ -9,12 +9,14 @@ gradient is taken against the perturbed maps, so the backward pass stops at the 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..calibration import PruneContext, outputs
+from ..object_cells import object_mask
 from ..output_distortion import output_vector
 from ..regularisation import FineTuneLoss
 
@@ -49,10 +51,22 @@ def gaussian_noise(scale: float, generator: torch.Generator):
     return make_noise
 
 
-def measure(model: nn.Module, batch: dict, make_noise, create_graph: bool = False) -> tuple:
-    """(y per frame, {modality: FFI per frame}, the noise used) of one noisy forward pass. FFI_m = ||grad_{x_m}
-    f||^2 / f with f the mean sigmoid heatmap score of each frame (frames are independent in eval mode, so one
-    backward of sum f gives every frame's gradient). create_graph keeps FFI differentiable (the regulariser)."""
+@dataclass
+class Measurement:
+    """One noisy forward pass on a batch: what MMPrune4U's curves and its fine-tuning term read."""
+
+    y: torch.Tensor  # (B, D) `output_vector`, regression at the cells of `mask`
+    ffi: dict  # modality -> (B,) FFI per frame
+    noise: list  # the noise added to each modality's map, reused for the pruned passes
+    mask: torch.Tensor  # (B, 1, H, W) object centres (`object_mask`) of the dense model's heatmap
+
+
+def measure(model: nn.Module, batch: dict, make_noise, create_graph: bool = False,
+            mask: torch.Tensor | None = None) -> Measurement:
+    """One noisy forward pass. FFI_m = ||grad_{x_m} f||^2 / f with f the mean sigmoid heatmap score of each frame
+    (frames are independent in eval mode, so one backward of sum f gives every frame's gradient). create_graph keeps
+    FFI differentiable (the regulariser). `mask`: the dense model's object centres, which select the regression of
+    y (None: this pass is the dense one, its own heatmap's)."""
     with noisy_fuser_inputs(model, make_noise) as captured:
         heat, reg = outputs(model, batch)
     (maps, noise), = captured
@@ -61,7 +75,8 @@ def measure(model: nn.Module, batch: dict, make_noise, create_graph: bool = Fals
     ffi = {m: g.flatten(1).pow(2).sum(1) / f for m, g in zip(MODALITIES, grads)}
     if not create_graph:
         ffi = {m: v.detach() for m, v in ffi.items()}
-    return output_vector(heat, reg).detach(), ffi, noise
+    mask = object_mask(heat) if mask is None else mask
+    return Measurement(output_vector(heat, reg, mask).detach(), ffi, noise, mask)
 
 
 def dense_measures(model: nn.Module, batches: list, noise_scale: float, seed: int) -> list:
@@ -78,7 +93,7 @@ def dense_measures(model: nn.Module, batches: list, noise_scale: float, seed: in
 
 def mean_information(measured: list) -> dict:
     """modality -> FFI averaged over the frames of every measured batch (batches weighted equally)."""
-    return {m: float(np.mean([float(ffi[m].mean()) for _, ffi, _ in measured])) for m in MODALITIES}
+    return {m: float(np.mean([float(x.ffi[m].mean()) for x in measured])) for m in MODALITIES}
 
 
 def information_regulariser(gamma: float, noise_scale: float, seed: int, reference: dict):
@@ -94,7 +109,7 @@ def information_regulariser(gamma: float, noise_scale: float, seed: int, referen
         was_training = model.training
         model.eval()
         try:
-            _, ffi, _ = measure(model, batch, make_noise, create_graph=True)
+            ffi = measure(model, batch, make_noise, create_graph=True).ffi
         finally:
             model.train(was_training)
         return gamma * sum(reference[m] / ffi[m].mean().clamp(min=1e-30) for m in MODALITIES)

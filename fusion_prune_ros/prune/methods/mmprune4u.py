@@ -6,7 +6,8 @@ per-unit cost curves, and an optional fine-tuning term. Per unit u and pruned fr
 u's lowest-magnitude weights zeroed:
 
     cost_u(phi) = D_u(phi) / D_ref + gamma * R_u(phi)
-    D_u(phi)    = E ||y - y_u(phi)||^2          y: sigmoid heatmaps and regression maps per frame (forward-measured)
+    D_u(phi)    = E ||y - y_u(phi)||^2          y: sigmoid heatmaps, and regression maps at the dense model's
+                                                object centres, per frame (forward-measured, `output_distortion`)
     R_u(phi)    = sum_m |FFI_m(pruned) - FFI_m(dense)| / FFI_m(dense)
     FFI_m       = E[ ||grad_{x_m} f||^2 / f ]   functional Fisher information (Gat et al., NeurIPS 2020)
 
@@ -112,14 +113,15 @@ class InformationCurveAllocator(Allocator):
 
     def _curves(self, model, prune, batches, dense, ffi_dense) -> tuple:
         """D_u and R_u on the grid for one unit, `prune(phi)` the context that removes its fraction phi; every
-        batch reuses the noise of its dense pass."""
+        batch reuses the noise and the object centres of its dense pass."""
         d, r = np.zeros(len(self.grid)), np.zeros(len(self.grid))
         for k, phi in enumerate(self.grid):
             if phi == 0.0:
                 continue  # the dense model: D = R = 0 by construction
             with prune(float(phi)):
-                measured = [measure(model, b, lambda maps, n=noise: n) for b, (_, _, noise) in zip(batches, dense)]
-            d[k] = np.mean([float(((y - y0) ** 2).sum(1).mean()) for (y, _, _), (y0, _, _) in zip(measured, dense)])
-            r[k] = sum(abs(np.mean([float(ffi[m].mean()) for _, ffi, _ in measured]) - ffi_dense[m]) / ffi_dense[m]
+                measured = [measure(model, b, lambda maps, n=x0.noise: n, mask=x0.mask)
+                            for b, x0 in zip(batches, dense)]
+            d[k] = np.mean([float(((x.y - x0.y) ** 2).sum(1).mean()) for x, x0 in zip(measured, dense)])
+            r[k] = sum(abs(np.mean([float(x.ffi[m].mean()) for x in measured]) - ffi_dense[m]) / ffi_dense[m]
                        for m in MODALITIES)
         return d, r
