@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -68,8 +69,11 @@ def flush_denormals() -> None:
     channel-pruned detector (DM3D, 80 %) on one training batch did not finish in 25 minutes (oneDNN's 1x1-conv
     weight gradient on subnormal values: x86 microcode assists on every operation) and took 2.4 s with flushing.
     Values below 1.2e-38 change no result that matters; GPUs flush by default. The flag is per thread: OpenMP
-    workers created before the call keep subnormals, so the CLI calls this first thing (cli.main)."""
+    workers created before the call keep subnormals, so the CLI calls this first thing (cli.main). NumPy then
+    warns, on its first look at float limits, that the smallest subnormal is zero: that is the point, so the
+    warning is not shown."""
     torch.set_flush_denormal(True)
+    warnings.filterwarnings("ignore", message="The value of the smallest subnormal", category=UserWarning)
 
 
 def fit(model: torch.nn.Module, dataset: DetectionDataset, cfg: TrainConfig, out_dir: str | Path,
