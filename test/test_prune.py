@@ -438,6 +438,15 @@ def test_shipped_sweep_plan_runs_priorities_in_order_and_checks_extra_runs():
         plan(cfg)
 
 
+def test_the_committed_results_read_back_with_every_column():
+    """docs/pruning_results.csv has the table's columns, and the optimiser steps each method spent before pruning:
+    AlterMOMA's two reactivations of 100 steps, CrossPrune's 6 x 30 ADMM steps, none for the others."""
+    table = read_rows(Path(__file__).parents[1] / "docs" / "pruning_results.csv")
+    steps = {(r["method"], r["extra_optimiser_steps"]) for r in table.values()}  # every row, one value per method
+    assert steps == {("dense", 0.0), ("magnitude", 0.0), ("taylor", 0.0), ("snip", 0.0), ("random", 0.0),
+                     ("dm3d", 0.0), ("mmprune4u", 0.0), ("altermoma", 200.0), ("crossprune", 180.0)}
+
+
 def test_cost_lines_split_the_measured_time_and_project_the_rest_of_the_plan():
     table = [{"name": f"magnitude-channel-{lv}-s0", "method": "magnitude", "scoring_s": 10.0, "finetune_s": 500.0}
              for lv in (50, 80)]

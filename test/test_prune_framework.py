@@ -21,7 +21,7 @@ from fusion_prune_ros.prune.calibration import PruneContext
 from fusion_prune_ros.prune.allocation import Allocation
 from fusion_prune_ros.prune.granularity import MIN_KEEP, ScoreImportance, group_ratios, unstructured_masks
 from fusion_prune_ros.prune.latency_table import COARSE, LatencyTable, pruned_width
-from fusion_prune_ros.prune.method import Method, Plan
+from fusion_prune_ros.prune.method import EXTRA_OPTIMISER_STEPS, Method, Plan
 from fusion_prune_ros.prune.methods import dm3d as dm3d_module
 from fusion_prune_ros.prune.methods.alter_eva import Stage, channel_alter_eva
 from fusion_prune_ros.prune.methods.baselines import MagnitudeImportance
@@ -34,7 +34,11 @@ from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply, check
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 # Options that keep every method's steps short on the small detector; the code paths are the defaults'.
 QUICK = {"altermoma": {"reactivation_steps": 2}, "altermoma-deci-weighted": {"reactivation_steps": 2}, "crossprune": {"admm_rounds": 2, "steps_per_round": 2},
+         "crossprune-distil": {"admm_rounds": 2, "steps_per_round": 2},
          "dm3d": {"steps": 20}, "mmprune4u": {"curve_batches": 1, "regularise": True}}
+
+# The optimiser steps QUICK gives each method's own optimisation: two reactivations of 2 steps, 2 ADMM rounds of 2.
+EXTRA_STEPS = {"altermoma": 4, "altermoma-deci-weighted": 4, "crossprune": 4, "crossprune-distil": 4}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -87,7 +91,8 @@ def removed_by(keep: dict, model) -> float:
 
 
 def test_the_registry_rejects_unknown_methods_and_options_naming_the_known_ones():
-    assert known_methods() == ["altermoma", "altermoma-deci-weighted", "crossprune", "dm3d", "magnitude",
+    assert known_methods() == ["altermoma", "altermoma-deci-weighted", "crossprune", "crossprune-distil", "dm3d",
+                               "magnitude",
                                "mmprune4u", "random", "snip", "taylor"]
     with pytest.raises(UserError, match="unknown pruning method 'l1': expected one of altermoma, altermoma-deci-weighted, crossprune"):
         build_method("l1")
@@ -96,6 +101,13 @@ def test_the_registry_rejects_unknown_methods_and_options_naming_the_known_ones(
     with pytest.raises(UserError, match="magnitude has no option 'gamma': it takes none"):
         build_method("magnitude", gamma=1.0)
     assert isinstance(build_method("crossprune", gamma=0.5), Method)
+
+
+def test_every_method_fine_tunes_with_the_task_loss_alone_but_crossprune_distil():
+    """Equal fine-tuning: no method adds a term to the loss by default; CrossPrune's distillation is its own
+    method."""
+    assert {name: build_method(name).loss is not None for name in known_methods()} == \
+        {name: name == "crossprune-distil" for name in known_methods()}
 
 
 def test_only_methods_with_a_time_allocator_take_a_time_target():
@@ -130,6 +142,7 @@ def test_each_method_composition_prunes_the_small_detector(ctx, name):
         assert all(torch.equal(plan.scores.weights[n], moved[n].abs()) for n in moved)  # |W| of the moved weights
     else:
         assert plan.model is ctx.model
+    assert plan.info[EXTRA_OPTIMISER_STEPS] == EXTRA_STEPS.get(name, 0)  # QUICK's steps, one key for every method
     pruned, masks, structure = _apply(plan, PruneSpec(name, 0.5, "channel"), PruneConfig(round_to=0), ctx.cfg)
     assert masks is None and abs(structure["realised_sparsity"] - plan.allocation.sparsity) <= 0.03
     pruned.train()
@@ -213,8 +226,8 @@ def test_a_resumed_variant_binds_its_fine_tuning_loss_to_the_network_pruned_befo
 
     pcfg = PruneConfig(calibration_frames=4, calibration_batch=2, finetune_steps=2, finetune_batch=2,
                        latency_iterations=2, conditions=("fused",), round_to=0,
-                       method_options={"crossprune": {"admm_rounds": 1, "steps_per_round": 1}})
-    spec, dense = PruneSpec("crossprune", 0.5, "channel"), shipped / "models" / "model.pt"
+                       method_options={"crossprune-distil": {"admm_rounds": 1, "steps_per_round": 1}})
+    spec, dense = PruneSpec("crossprune-distil", 0.5, "channel"), shipped / "models" / "model.pt"
     fit = variant.fit
 
     def interrupted(*args, **kwargs):

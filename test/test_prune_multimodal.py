@@ -8,7 +8,6 @@ unit names carry the modality prefixes `prunable_units` tags.
 """
 import copy
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from fusion_prune_ros.model.detector import build_detector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
-from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, unstructured_masks
+from fusion_prune_ros.prune.granularity import channel_prune, channel_selection, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.registry import build_method
 from fusion_prune_ros.prune.target import PARAMS, Target
 from fusion_prune_ros.analysis.altermoma_b_sweep import pruned_by_module
@@ -30,11 +29,12 @@ from fusion_prune_ros.prune.methods.alter_eva import Stage, alter_eva
 from fusion_prune_ros.prune.methods.altermoma import altermoma
 from fusion_prune_ros.prune.methods.altermoma_stats import channels_reactivated, spearman
 from fusion_prune_ros.prune.methods.baselines import TaylorImportance
-from fusion_prune_ros.prune.methods.crossprune import crossprune, project, project_unstructured, relative_residual
+from fusion_prune_ros.prune.methods.crossprune import Projection, crossprune, project_unstructured, relative_residual
 from fusion_prune_ros.prune.methods.feature_distortion import (FEATURE_NORMS, FeatureDistortion, FeatureDistortionLoss,
                                                                distortion, fuser_features, kept_channels)
 from fusion_prune_ros.prune.methods.reactivation import reactivated, reactivation_trajectory
-from fusion_prune_ros.prune.units import Unit, prunable_units
+from fusion_prune_ros.prune.importance import Scores
+from fusion_prune_ros.prune.units import Unit, prunable_units, weights_of
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 CELLS = 8
@@ -261,15 +261,46 @@ def test_feature_distortion_is_zero_for_the_dense_model_and_positive_after_a_per
 def test_projections_follow_each_granularity(small):
     model = small.model
     units = prunable_units(model)
+    inputs = example_inputs(small.cfg)["fused"]
     v = {u.name: u.weight.detach() for u in units}
-    z = project(v, model, 0.5, "unstructured")
+    project = {g: Projection(model, 0.5, g, inputs, None) for g in ("unstructured", "nm24", "channel")}
+    z = project["unstructured"](v)
     assert sum(int((x == 0).sum()) for x in z.values()) == round(0.5 * sum(x.numel() for x in v.values()))
+    nm24, channels = project["nm24"](v), project["channel"](v)
     for u in units:
-        assert is_nm24(project(v, model, 0.5, "nm24")[u.name], isinstance(u.module, nn.ConvTranspose2d))
-        x = project(v, model, 0.5, "channel")[u.name]
-        dim = 1 if isinstance(u.module, nn.ConvTranspose2d) else 0
-        kept = int((x.transpose(0, dim).flatten(1).abs().sum(1) > 0).sum())
-        assert kept == math.ceil(math.sqrt(0.5) * x.shape[dim])
+        assert is_nm24(nm24[u.name], isinstance(u.module, nn.ConvTranspose2d))
+    # channel: Z is the network the channel granularity cuts from the same scores, its removed weights zeroed
+    pruned, info = channel_prune(model, Scores({k: x.abs() for k, x in v.items()}), 0.5, inputs)
+    assert abs(info["realised_sparsity"] - 0.5) <= 0.01
+    for u in prunable_units(pruned):
+        assert torch.equal(_kept_block(channels[u.name], u), u.weight.detach())
+
+
+def _kept_block(z: torch.Tensor, unit: Unit) -> torch.Tensor:
+    """The rows and columns of `z` (a dense unit's weight) that are not wholly zero: the weight of the network
+    with Z's zeroed channels removed."""
+    out = 1 if isinstance(unit.module, nn.ConvTranspose2d) else 0
+    rows = z.transpose(0, out).flatten(1).abs().sum(1) > 0
+    cols = z.transpose(0, 1 - out).flatten(1).abs().sum(1) > 0
+    return z.index_select(out, rows.nonzero().flatten()).index_select(1 - out, cols.nonzero().flatten())
+
+
+def test_crossprune_prunes_the_channels_its_last_projection_zeroes(small):
+    """Under channel granularity the pruned network is the ADMM weights with exactly the channels of the last Z
+    removed, not those a new ranking of |W_final| would remove."""
+    # a constant rho keeps the dual U = sum (W - Z) whole, so |W + U| ranks channels differently from |W|
+    method = crossprune(admm_rounds=3, steps_per_round=2, rho_start=1.0, rho_end=1.0, lr=0.05)
+    plan = method.plan(small, Target(PARAMS, 0.5), "channel")
+    inputs = example_inputs(small.cfg)["fused"]
+    kept = channel_selection(plan.model, Scores(method.update.projected), 0.5, inputs)  # the last Z's support
+    pruned, _ = channel_prune(plan.model, plan.scores, 0.5, inputs)
+    units = {u.name: u for u in prunable_units(plan.model)}
+    moved = {n: w.detach() for n, w in weights_of(plan.model).items()}
+    for u in prunable_units(pruned):
+        assert torch.equal(_kept_block(moved[u.name] * kept[u.name], units[u.name]), u.weight.detach())
+    by_final_weights, _ = channel_prune(plan.model, Scores(plan.scores.weights), 0.5, inputs)
+    assert any(a.weight.shape != b.weight.shape or not torch.equal(a.weight, b.weight)
+               for a, b in zip(prunable_units(pruned), prunable_units(by_final_weights)))
 
 
 def test_both_scorers_run_end_to_end_on_the_small_detector(small):
@@ -277,7 +308,7 @@ def test_both_scorers_run_end_to_end_on_the_small_detector(small):
     units = {u.name: u.weight.shape for u in prunable_units(small.model)}
     target = Target(PARAMS, 0.5)
     alter = build_method("altermoma", reactivation_steps=2).plan(small, target, "unstructured")
-    crossprune_method = build_method("crossprune", admm_rounds=2, steps_per_round=2)
+    crossprune_method = build_method("crossprune-distil", admm_rounds=2, steps_per_round=2)
     cross = crossprune_method.plan(small, target, "unstructured")
     for plan in (alter, cross):
         assert {k: v.shape for k, v in plan.scores.weights.items()} == units

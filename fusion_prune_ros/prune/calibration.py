@@ -30,6 +30,9 @@ class PruneContext:
     calibration: list  # collated batches, the same frames for every method
     train_set: DetectionDataset  # for methods that train while scoring (AlterMOMA's reactivation, CrossPrune)
     seed: int = 0
+    # The variant's channel width multiple (PruneConfig.round_to; None: none): a method that selects channels
+    # itself (CrossPrune's projection) must select what the channel granularity will remove.
+    round_to: int | None = None
 
 
 def calibration_batches(dataset: DetectionDataset, n_frames: int, batch_size: int, seed: int) -> list:

@@ -153,27 +153,42 @@ def channel_prune(model: nn.Module, scores: Scores, sparsity: float, example_inp
     bisection stops within `tolerance` of the target or returns the closest network it found; whether that is close
     enough is the caller's call (variant.check_realised).
     """
+    pruned, realised, factor, _ = _bisect(model, scores, sparsity, example_inputs, round_to, tolerance, keep)
+    units = {u.name for u in prunable_units(model)}
+    info = {"target_sparsity": sparsity, "realised_sparsity": round(realised, 4), "bisection_factor": round(factor, 4),
+            "params_before": sum(p.numel() for p in model.parameters()),
+            "params_after": sum(p.numel() for p in pruned.parameters()),
+            "channels": {name: _out_channels(m) for name, m in pruned.named_modules() if name in units}}
+    return pruned, info
+
+
+def channel_selection(model: nn.Module, scores: Scores, sparsity: float, example_inputs: tuple,
+                      round_to: int | None = None, tolerance: float = 0.01) -> dict:
+    """unit name -> bool mask of its weight, False on every weight that `channel_prune` with the same arguments
+    (no keep ratios) deletes: the removed channels' rows and, in the convs that consume them, their columns. The
+    selection is deterministic, so `channel_prune` on the same scores removes exactly these channels."""
+    return _bisect(model, scores, sparsity, example_inputs, round_to, tolerance, None)[3]
+
+
+def _bisect(model: nn.Module, scores: Scores, sparsity: float, example_inputs: tuple, round_to, tolerance: float,
+            keep: dict | None) -> tuple:
+    """(pruned copy, realised sparsity, factor, `_prune_at`'s kept-weight masks) of the bisection `channel_prune`
+    describes."""
     base_params = prunable_params(model)
-    units = {u.name: u for u in prunable_units(model)}
     # A global ratio lives in [0, 1]; a factor on the group ratios may need to exceed 1 where many groups sit at
     # their MIN_KEEP floor and the rest must make up for them.
     lo, hi = 0.0, 1.0 if keep is None else 4.0
     best = None
     for _ in range(14 if keep is None else 24):
         mid = (lo + hi) / 2
-        pruned = _prune_at(model, scores, mid, example_inputs, round_to, keep)
+        pruned, kept = _prune_at(model, scores, mid, example_inputs, round_to, keep)
         realised = 1 - prunable_params(pruned) / base_params
         if best is None or abs(realised - sparsity) < abs(best[1] - sparsity):
-            best = (pruned, realised, mid)
+            best = (pruned, realised, mid, kept)
         if abs(realised - sparsity) <= tolerance:
             break
         lo, hi = (mid, hi) if realised < sparsity else (lo, mid)
-    pruned, realised, factor = best
-    info = {"target_sparsity": sparsity, "realised_sparsity": round(realised, 4), "bisection_factor": round(factor, 4),
-            "params_before": sum(p.numel() for p in model.parameters()),
-            "params_after": sum(p.numel() for p in pruned.parameters()),
-            "channels": {name: _out_channels(m) for name, m in pruned.named_modules() if name in units}}
-    return pruned, info
+    return best
 
 
 def group_ratios(members: dict, keep: dict, factor: float) -> dict:
@@ -194,7 +209,7 @@ def narrowest(model: nn.Module, example_inputs: tuple) -> nn.Module:
     channel pruning can produce here. Its latency is the floor under every channel-pruned variant; what remains
     is the part no channel pruning reaches (the stems, the camera lift, pillar scatter, the head's output convs)."""
     uniform = Scores(weights={u.name: torch.ones_like(u.weight) for u in prunable_units(model)})
-    return _prune_at(model, uniform, 1.0, example_inputs, None, None)
+    return _prune_at(model, uniform, 1.0, example_inputs, None, None)[0]
 
 
 def _out_channels(module: nn.Module) -> int:
@@ -202,11 +217,11 @@ def _out_channels(module: nn.Module) -> int:
 
 
 def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: tuple, round_to,
-              keep: dict | None) -> nn.Module:
-    """Prune a copy of `model`: with per-unit keep ratios, each group loses its members' ratio (group_ratios,
-    scaled by `factor`);
-    otherwise the `factor` fraction of all channels with the lowest importance, ranked across groups. Every group
-    keeps at least MIN_KEEP of its channels, and widths are multiples of `round_to` when given.
+              keep: dict | None) -> tuple:
+    """(pruned copy of `model`, unit name -> bool mask of the dense weight, False where the pruning deleted it).
+    With per-unit keep ratios, each group loses its members' ratio (group_ratios, scaled by `factor`); otherwise
+    the `factor` fraction of all channels with the lowest importance, ranked across groups. Every group keeps at
+    least MIN_KEEP of its channels, and widths are multiples of `round_to` when given.
 
     (Groups are pruned one by one through DependencyGraph.get_pruning_group rather than MetaPruner's global mode,
     so that ranking, per-group limits and rounding are explicit and testable.)"""
@@ -214,6 +229,7 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
     modules = dict(pruned.named_modules())
     names = {m: n for n, m in modules.items()}
     importance = ScoreImportance({modules[n]: s for n, s in scores.for_channels().items() if n in modules})
+    kept = {n: torch.ones_like(modules[n].weight, dtype=torch.bool) for n in scores.weights if n in modules}
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_inputs)
     ignored = [modules[n] for n in DENSE]
     plans, members = [], {}
@@ -241,8 +257,23 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
         idxs = torch.argsort(imp)[:n_prune].tolist()
         group = graph.get_pruning_group(root, handler, idxs=idxs)
         if graph.check_pruning_group(group):
+            _mark_deleted(group, names, kept)
             group.prune()
-    return pruned
+    return pruned, kept
+
+
+def _mark_deleted(group, names: dict, kept: dict) -> None:
+    """Set False, in `kept` (unit name -> mask of its dense weight), the rows of the output channels and the
+    columns of the input channels that pruning `group` deletes. Indices are the dense weight's: a group prunes
+    one dimension of each layer, which earlier groups' pruning of the other dimension leaves in place."""
+    for dep, idxs in group:
+        layer, fn = dep.layer, dep.pruning_fn
+        mask = kept.get(names.get(layer))
+        if mask is None or fn not in (tp.prune_conv_out_channels, tp.prune_conv_in_channels):
+            continue
+        transposed = getattr(layer, "transposed", False)
+        dim = (1 if transposed else 0) if fn == tp.prune_conv_out_channels else (0 if transposed else 1)
+        mask.index_fill_(dim, torch.as_tensor(idxs, dtype=torch.long), False)
 
 
 def _min_width(n: int, round_to: int | None) -> int:

@@ -21,6 +21,11 @@ from .importance import Importance, Scores
 from .regularisation import FineTuneLoss, WeightUpdate
 from .target import Target
 
+# The info key under which every method records the optimiser steps its own steps take before pruning
+# (CrossPrune's ADMM W-steps, AlterMOMA's reactivation), beside the fine-tuning every method gets alike: one name,
+# 0 where a method takes none, so the results table can count it.
+EXTRA_OPTIMISER_STEPS = "extra_optimiser_steps"
+
 
 @dataclass
 class Plan:
@@ -61,7 +66,9 @@ class Method:
         seconds["importance"], start = round(time.perf_counter() - start, 2), time.perf_counter()
         allocation = self.allocator(ctx, scores, target, granularity)
         seconds["allocation"] = round(time.perf_counter() - start, 2)
-        return Plan(ctx.model, scores, allocation, {**info, **scores.info, **allocation.info, "step_seconds": seconds})
+        steps = sum(part.get(EXTRA_OPTIMISER_STEPS, 0) for part in (info, scores.info, allocation.info))
+        return Plan(ctx.model, scores, allocation, {**info, **scores.info, **allocation.info, "step_seconds": seconds,
+                                                    EXTRA_OPTIMISER_STEPS: steps})
 
     def composition(self) -> dict:
         """step -> the class that does it (None: the method has no such step)."""

@@ -12,7 +12,7 @@ from ..errors import UserError
 from .method import Method
 from .methods.altermoma import altermoma, altermoma_deci_weighted
 from .methods.baselines import MagnitudeImportance, RandomImportance, SnipImportance, TaylorImportance
-from .methods.crossprune import crossprune
+from .methods.crossprune import crossprune, crossprune_distil
 from .methods.dm3d import dm3d
 from .methods.mmprune4u import mmprune4u
 from .target import Target
@@ -27,8 +27,11 @@ METHODS: dict[str, Callable[..., Method]] = {
     "altermoma": altermoma,
     # the same with beta = alpha / 2: not the paper's setting, its own name so both rows can be reported
     "altermoma-deci-weighted": altermoma_deci_weighted,
-    # ADMM weight update, |W| of its result under one global threshold, feature distortion in fine-tuning
+    # ADMM weight update, |W| of its result under one global threshold (channels: the last projection's)
     "crossprune": crossprune,
+    # the same fine-tuned with its feature distortion term, as the paper does: its own name, so that the default
+    # fine-tuning is the same for every method and both rows can be reported
+    "crossprune-distil": crossprune_distil,
     # |w|, knapsack over forward-measured distortion + modality information curves, optional information term
     "mmprune4u": mmprune4u,
     # |w g| of the output energy, knapsack over Hessian curves under FLOPs (parameter target) or time (time target)

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..export.dense_timing import dense_latency
 from ..export.manifest import Manifest, read_manifests
 from ..runtime.latency_key import ORT_CPU_2T
+from .method import EXTRA_OPTIMISER_STEPS
 from .registry import check_method
 from .variant import DataOverride, PruneConfig, PruneSpec, prune_variant
 from .variant_claim import VariantBusy
@@ -138,6 +139,9 @@ class ResultRow(TypedDict):
     gpu_speedup: float
     scoring_s: float
     finetune_s: float
+    # optimiser steps a method takes before pruning besides the fine-tuning all share (CrossPrune's ADMM,
+    # AlterMOMA's reactivation; method.EXTRA_OPTIMISER_STEPS); NaN where the manifest does not record it
+    extra_optimiser_steps: float
 
 
 COLUMNS = tuple(ResultRow.__annotations__)
@@ -159,7 +163,8 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
     out = [{"name": "dense", "method": "dense", "granularity": "-", "sparsity": 0.0, "seed": 0, "realised": 0.0,
             "camera": 0.0, "lidar": 0.0, "fusion": 0.0, "params_m": dense["complexity"]["params_m"],
             "gflops": dense["complexity"]["fused"]["gflops"], **_metric_cols(dense["metrics"]), "ort_ms": dense_ms,
-            "ort_speedup": 1.0, **gpu_cols("dense"), "scoring_s": 0.0, "finetune_s": 0.0}]
+            "ort_speedup": 1.0, **gpu_cols("dense"), "scoring_s": 0.0, "finetune_s": 0.0,
+            "extra_optimiser_steps": 0.0}]
     for m in manifests:
         ms = m.median_ms("fused")
         per = m.sparsity_realised["per_modality"]
@@ -169,7 +174,8 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
                     "fusion": per.get("fusion", 0.0), "params_m": m.complexity["params_m"],
                     "gflops": m.complexity["fused"]["gflops"], **_metric_cols(m.metrics), "ort_ms": ms,
                     "ort_speedup": round(dense_ms / ms, 2), **gpu_cols(m.name),
-                    "scoring_s": float(m.scoring["seconds"]), "finetune_s": m.finetune["seconds"]})
+                    "scoring_s": float(m.scoring["seconds"]), "finetune_s": m.finetune["seconds"],
+                    "extra_optimiser_steps": float(m.scoring.get(EXTRA_OPTIMISER_STEPS, float("nan")))})
     return out
 
 

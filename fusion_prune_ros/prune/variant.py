@@ -164,7 +164,7 @@ def _build(loaded: tuple, spec: PruneSpec, pcfg: PruneConfig, out: Path, quiet: 
     # Methods that train (AlterMOMA's reactivation, CrossPrune's ADMM) mask modalities themselves: their data keeps
     # the geometric and photometric augmentation but no random modality dropout on top.
     scoring_set = DetectionDataset(train_cache, cfg, Augment(flip=t.flip, photometric=True), seed=spec.seed)
-    ctx = PruneContext(model, cfg, calibration, scoring_set, spec.seed)
+    ctx = PruneContext(model, cfg, calibration, scoring_set, spec.seed, pcfg.round_to or None)
 
     pruned_path = out / "pruned.pt"
     method = build_method(spec.method, **pcfg.method_options.get(spec.method, {}))

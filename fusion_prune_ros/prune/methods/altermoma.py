@@ -48,7 +48,7 @@ from torch import nn
 from ..calibration import PruneContext
 from ..gradients import weight_gradients
 from ..importance import Importance, Scores
-from ..method import Method
+from ..method import EXTRA_OPTIMISER_STEPS, Method
 from ..units import prunable_units, weights_of
 from .alter_eva import MODULE_OF_MODALITY, Stage, alter_eva, channel_alter_eva, per_weight
 from .altermoma_stats import channels_reactivated, eva_stats, rank_changed, top_reactivated
@@ -93,6 +93,7 @@ class AlterEvaImportance(Importance):
         units = {m: [u for u in prunable_units(dense) if u.modality == m] for m in ("camera", "lidar")}
         info = {
             "reactivation_steps": self.steps, "reactivation_lr": self.lr, "reactivation_batch": self.batch_size,
+            EXTRA_OPTIMISER_STEPS: 2 * self.steps,  # one reactivation per masked modality
             "alpha": self.alpha, "beta": self.beta, "normalise": self.normalise,
             "gB": "mean over the calibration batches",
             "stage_seconds": {"deci": round(deci_seconds, 2), "lidar_masked": round(lidar_masked.seconds, 2),

@@ -1,7 +1,8 @@
 """CrossPrune-style (Lu, Jiang, Liu et al., Knowledge-Based Systems 289, 2024): reconstructed from the abstract and
 the group's earlier ADMM pruning line (docs/pruning.md, "CrossPrune-style"), hence "-style". The method is a
-weight update (ADMM), magnitude importance of the updated weights under one global threshold, and the feature
-distortion as fine-tuning loss (feature_distortion.py).
+weight update (ADMM) and magnitude importance of the updated weights under one global threshold; its channel
+mask is the last projection's. The feature distortion as a fine-tuning loss (feature_distortion.py) is the
+separate method `crossprune-distil`: every method fine-tunes with the same loss by default.
 
 Both branches extract some of the same information, so pruning treats them cooperatively and restricts the
 feature distortion it causes. We solve
@@ -12,29 +13,35 @@ feature distortion it causes. We solve
 against the frozen dense model W0 (the maps are the fuser's two inputs and its output) with ADMM: auxiliary Z and
 scaled dual U per unit; W-step = `steps_per_round` Adam steps on L_task + gamma D_feat + rho/2 ||W - Z + U||^2;
 Z-step = the projection of W + U onto S; U += W - Z; rho grows geometrically from 1e-4 to 1e-1 over
-`admm_rounds` rounds. The update returns W_final (the variant starts from the ADMM-trained weights), the scores
-are |W_final| (the framework's mask then follows Z once W has converged to it), and gamma * D_feat stays on as
-the fine-tuning loss.
+`admm_rounds` rounds. The update returns W_final (the variant starts from the ADMM-trained weights) and the scores
+are |W_final| (unstructured and 2:4: the framework's mask then follows Z once W has converged to it). Under
+`channel` the pruned channels are exactly those the last Z zeroes: the network is cut by the last projection's
+ranking (`ProjectionImportance`), not by a new ranking of |W_final|. With `distil` (`crossprune-distil`)
+gamma * D_feat stays on as the fine-tuning loss.
 
 The projection at each granularity:
 - unstructured: one joint top-k of |W + U| over all prunable units, camera, LiDAR, fusion and head together: the
   cooperative allocation, where the branches compete for one budget; `info['z_sparsity']` reports where it fell.
-- channel: per unit, the output channels with the largest L2 norm of W + U, a fraction sqrt(1 - sparsity) of
-  them rounded up (a conv's parameters scale with in x out channels). An approximation: the framework's channel
-  pruning then ranks channel groups globally by mean |W_final| along the dependency graph.
+- channel: the framework's channel selection (`granularity.channel_selection`) on |W + U|: dependency groups
+  ranked globally by their channels' mean |W + U|, the share bisected to the parameter target, widths rounded
+  as the variant's (ctx.round_to); Z zeroes every weight the removal of those channels deletes. The sparsity
+  set is then the set of networks the channel granularity can produce, and the final channel pruning, ranking
+  by the same |W + U|, removes exactly the channels the last Z zeroes.
 - nm24: 2 of every 4 input-channel weights by |W + U| (`granularity.nm24_masks`), in every unit.
 
 Departures and choices (for the paper-vs-ours table; the abstract is silent on all of them):
-- Joint projection over camera, LiDAR *and* fusion units (the abstract: camera and LiDAR) for unstructured only;
-  channel and 2:4 projections are per unit.
+- Joint projection over camera, LiDAR *and* fusion units (the abstract: camera and LiDAR) for unstructured and
+  channel; 2:4 projections are per unit.
 - W-step: 30 Adam steps per round (rather than a few epochs), 6 rounds, so the cost stays bounded; lr 1e-3
   without weight decay (the usual ADMM-pruning setting: the weights must reach Z within those steps); batch size 4
   from the training set with a generator seeded by ctx.seed; gradient norm clipped at 10 as in train.fit.
 - When rho grows, the scaled dual U = y / rho is rescaled by rho_old / rho_new (Boyd et al. 2011, section 3.4.1).
 - Only the prunable weights train (biases and BatchNorm stay at W0, so the returned state reproduces the ADMM
   model exactly), with BatchNorm in eval mode: D_feat is then exactly 0 at W0 and measures only weight changes.
-- gamma = 1. During fine-tuning the student trains in train mode against the eval-mode teacher, so D_feat there
-  has a small floor from BatchNorm's batch statistics.
+- gamma = 1. Fine-tuning with D_feat (the paper's) is `crossprune-distil`: the default keeps the fine-tuning
+  every method gets (the same steps, learning rate, data and loss), so that the rows compare the methods'
+  pruning, not a distillation term only one of them has. With it, the student trains in train mode against the
+  eval-mode teacher, so D_feat there has a small floor from BatchNorm's batch statistics.
 - A channel-pruned student's maps have fewer channels than the teacher's: D_feat compares each student channel
   with the teacher channel it came from (`FeatureDistortionLoss.bind`, before fine-tuning starts).
 """
@@ -47,28 +54,45 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...model.flops import example_inputs
 from ...model.losses import detection_loss
 from ..calibration import PruneContext, outputs
-from ..granularity import GRANULARITIES, nm24_masks
-from ..importance import Scores
-from ..method import Method
+from ..granularity import GRANULARITIES, channel_selection, nm24_masks
+from ..importance import Importance, Scores
+from ..method import EXTRA_OPTIMISER_STEPS, Method
 from ..regularisation import Updated, WeightUpdate
 from ..target import Target
 from ..training_batches import CLIP_NORM, sampled_batches
-from ..units import Unit, prunable_units, weights_of
-from .baselines import MagnitudeImportance
+from ..units import prunable_units, weights_of
 from .feature_distortion import FeatureDistortion, FeatureDistortionLoss
 
 PROJECTION = {"unstructured": "joint top-k over camera, lidar, fusion and head",
-              "channel": "per unit: output channels by L2 norm", "nm24": "2:4 per unit"}
+              "channel": "the channel granularity's selection by mean |W + U|", "nm24": "2:4 per unit"}
 
 
 def crossprune(admm_rounds: int = 6, steps_per_round: int = 30, rho_start: float = 1e-4, rho_end: float = 1e-1,
-               gamma: float = 1.0, lr: float = 1e-3, batch_size: int = 4) -> Method:
-    """ADMM, then |W| of the updated weights under one global threshold, then fine-tuning with gamma * D_feat."""
-    return Method(MagnitudeImportance(), update=ADMMUpdate(admm_rounds, steps_per_round, rho_start, rho_end, gamma,
-                                                           lr, batch_size),
-                  loss=FeatureDistortionLoss(gamma))
+               gamma: float = 1.0, lr: float = 1e-3, batch_size: int = 4, distil: bool = False) -> Method:
+    """ADMM, then |W| of the updated weights under one global threshold (under `channel`, the last projection's
+    channels); with `distil`, fine-tuning with gamma * D_feat."""
+    update = ADMMUpdate(admm_rounds, steps_per_round, rho_start, rho_end, gamma, lr, batch_size)
+    return Method(ProjectionImportance(update), update=update, loss=FeatureDistortionLoss(gamma) if distil else None)
+
+
+def crossprune_distil(admm_rounds: int = 6, steps_per_round: int = 30, rho_start: float = 1e-4,
+                      rho_end: float = 1e-1, gamma: float = 1.0, lr: float = 1e-3, batch_size: int = 4) -> Method:
+    """`crossprune` fine-tuned with its feature distortion term, as the paper fine-tunes."""
+    return crossprune(admm_rounds, steps_per_round, rho_start, rho_end, gamma, lr, batch_size, distil=True)
+
+
+class ProjectionImportance(Importance):
+    """|W| of the updated weights; under `channel`, channels ranked by |W + U| of the update's last projection
+    (`ADMMUpdate.projected`), so that the channel granularity removes the channels that projection zeroed."""
+
+    def __init__(self, update: "ADMMUpdate"):
+        self.update = update
+
+    def __call__(self, ctx: PruneContext) -> Scores:
+        return Scores({n: w.abs() for n, w in weights_of(ctx.model).items()}, channel_weights=self.update.projected)
 
 
 class ADMMUpdate(WeightUpdate):
@@ -80,6 +104,7 @@ class ADMMUpdate(WeightUpdate):
         self.rounds, self.steps = admm_rounds, steps_per_round
         self.rhos = rho_schedule(rho_start, rho_end, admm_rounds)
         self.gamma, self.lr, self.batch_size = gamma, lr, batch_size
+        self.projected = None  # under channel: |W + U| of the last projection, unit name -> tensor
 
     def __call__(self, ctx: PruneContext, target: Target, granularity: str) -> Updated:
         if granularity not in GRANULARITIES:
@@ -90,7 +115,9 @@ class ADMMUpdate(WeightUpdate):
         units = prunable_units(model)
         w = {u.name: u.weight.requires_grad_(True) for u in units}
         u_dual = {k: torch.zeros_like(x) for k, x in w.items()}
-        z = project(weights_of(model), model, sparsity, granularity)
+        inputs = example_inputs(ctx.cfg)["fused"] if granularity == "channel" else None  # the dependency graph's
+        project = Projection(model, sparsity, granularity, inputs, ctx.round_to)
+        z = project(weights_of(model))
         optimizer = torch.optim.Adam(list(w.values()), lr=self.lr)
         batches = sampled_batches(ctx.train_set, self.rounds * self.steps, self.batch_size, ctx.seed)
         residuals, last = [relative_residual(weights_of(model), z)], {}  # [0]: before the first W-step
@@ -98,7 +125,7 @@ class ADMMUpdate(WeightUpdate):
             for _ in range(self.steps):
                 last = self._w_step(model, next(batches), distortion, optimizer, w, z, u_dual, rho)
             current = weights_of(model)
-            z = project({k: x + u_dual[k] for k, x in current.items()}, model, sparsity, granularity)
+            z = project({k: x + u_dual[k] for k, x in current.items()})
             # scaled dual U = y / rho: rescaled when rho changes (Boyd et al. 2011, 3.4.1)
             u_dual = {k: (u_dual[k] + x - z[k]) * (rho / next_rho) for k, x in current.items()}
             residuals.append(relative_residual(current, z))
@@ -106,7 +133,8 @@ class ADMMUpdate(WeightUpdate):
                 "steps_per_round": self.steps, "lr": self.lr, "batch": self.batch_size,
                 "projection": PROJECTION[granularity], "residual_per_round": [round(r, 5) for r in residuals],
                 "final_residual": round(residuals[-1], 5), "z_sparsity": zero_fraction(z, units),
-                "last_losses": last}
+                "last_losses": last, EXTRA_OPTIMISER_STEPS: self.rounds * self.steps}
+        self.projected = project.last if granularity == "channel" else None
         return Updated(weights_of(model), info)
 
     def _w_step(self, model: nn.Module, batch: dict, distortion: FeatureDistortion, optimizer, w: dict, z: dict,
@@ -128,10 +156,6 @@ def rho_schedule(start: float, end: float, rounds: int) -> list:
     return [float(r) for r in np.geomspace(start, end, rounds)]
 
 
-def _out_dim(unit: Unit) -> int:
-    return 1 if isinstance(unit.module, nn.ConvTranspose2d) else 0
-
-
 def project_unstructured(v: dict, sparsity: float) -> dict:
     """Keep the largest-magnitude (1 - sparsity) of all entries of all units jointly (exactly, ties by index)."""
     flat = torch.cat([x.flatten() for x in v.values()])
@@ -144,29 +168,25 @@ def project_unstructured(v: dict, sparsity: float) -> dict:
     return out
 
 
-def project_channels(v: dict, units: list, sparsity: float) -> dict:
-    """Per unit, keep the sqrt(1 - sparsity) fraction (rounded up) of output channels with the largest L2 norm."""
-    out = {}
-    for u in units:
-        x, dim = v[u.name], _out_dim(u)
-        norms = x.transpose(0, dim).flatten(1).norm(dim=1)
-        n_keep = max(1, math.ceil(math.sqrt(1 - sparsity) * len(norms)))
-        keep = torch.zeros(len(norms), dtype=x.dtype)
-        keep[norms.topk(n_keep).indices] = 1.0
-        shape = [1] * x.dim()
-        shape[dim] = len(norms)
-        out[u.name] = x * keep.view(shape)
-    return out
+class Projection:
+    """The Euclidean projection onto the sparsity set of one granularity (approximate for channels), as a callable
+    on unit name -> tensor. Under `channel` it keeps the scores it ranked last (`last`, |W + U|)."""
 
+    def __init__(self, model: nn.Module, sparsity: float, granularity: str, inputs: tuple, round_to: int | None):
+        self.model, self.sparsity, self.granularity = model, sparsity, granularity
+        self.inputs, self.round_to = inputs, round_to
+        self.last = None
 
-def project(v: dict, model: nn.Module, sparsity: float, granularity: str) -> dict:
-    """The Euclidean projection of `v` (unit name -> tensor) onto the sparsity set (approximate for channels)."""
-    if granularity == "unstructured":
-        return project_unstructured(v, sparsity)
-    if granularity == "channel":
-        return project_channels(v, prunable_units(model), sparsity)
-    masks = nm24_masks(model, Scores({k: x.abs() for k, x in v.items()}))
-    return {k: x * masks[k] for k, x in v.items()}
+    def __call__(self, v: dict) -> dict:
+        if self.granularity == "unstructured":
+            return project_unstructured(v, self.sparsity)
+        scores = Scores({k: x.detach().abs() for k, x in v.items()})
+        if self.granularity == "channel":
+            self.last = scores.weights
+            kept = channel_selection(self.model, scores, self.sparsity, self.inputs, self.round_to)
+            return {k: x * kept[k] for k, x in v.items()}
+        masks = nm24_masks(self.model, scores)
+        return {k: x * masks[k] for k, x in v.items()}
 
 
 def zero_fraction(z: dict, units: list) -> dict:
