@@ -12,7 +12,8 @@ from fusion_prune_ros.runtime.core import CoreConfig
 from fusion_prune_ros.runtime.policy import PolicyConfig
 from fusion_prune_ros.runtime.profile import load_profile
 from test_assembler import reference_cloud
-from test_kernels import reference_camera_grid, reference_camera_images, reference_lidar_bev, reference_numpy_decode
+from test_kernels import (assert_same_boxes, reference_camera_grid, reference_camera_images, reference_lidar_bev,
+                          reference_numpy_decode)
 
 
 def _use_references(monkeypatch):
@@ -35,8 +36,7 @@ def _detections(profile, variant, out):
 
 @pytest.mark.parametrize("modality", ["fused", "lidar", "camera"])
 def test_replay_detections_equal_the_reference_path(shipped, modality, monkeypatch):
-    """Labels and scores bit for bit; boxes too, but for float32 arctan2 (the yaw), which numpy may round one ulp
-    apart from one process to the next for the same inputs."""
+    """Labels, scores and boxes bit for bit, but for the yaw (`test_kernels.assert_same_boxes`)."""
     profile = str(shipped / "profiles" / "dense.yaml")
     variant = next(v.name for v in load_profile(profile).variants if v.modality == modality)
     got = _detections(profile, variant, shipped / "frame_path" / f"{modality}_node")
@@ -47,4 +47,4 @@ def test_replay_detections_equal_the_reference_path(shipped, modality, monkeypat
     for stamp, det in got.items():
         np.testing.assert_array_equal(det.labels, ref[stamp].labels)
         np.testing.assert_array_equal(det.scores, ref[stamp].scores)
-        np.testing.assert_allclose(det.boxes, ref[stamp].boxes, rtol=0, atol=1e-6)
+        assert_same_boxes(det.boxes, ref[stamp].boxes)
