@@ -39,6 +39,7 @@ def test_every_shipped_manifest_reads_back_identically_and_gives_its_timings():
         assert json.loads(Manifest.path(folder).read_text()) == json.loads(json.dumps(m.__dict__))
         assert m.median_ms("fused") == m.latency_ms["ort-cpu-2t"]["fused"]["median_ms"] > 0
         assert 0 <= m.nds("fused") <= 1 and m.nds("not evaluated") == -1.0
+        assert m.framework == 1  # built before the framework's version 2
 
 
 def test_manifest_write_is_atomic_and_unknown_fields_or_timings_are_errors(tmp_path):
@@ -54,3 +55,13 @@ def test_manifest_write_is_atomic_and_unknown_fields_or_timings_are_errors(tmp_p
         Manifest.read(tmp_path)
     with pytest.raises(UserError, match="no variant manifest"):
         Manifest.read(tmp_path / "missing")
+
+
+def test_a_manifest_without_its_framework_version_is_an_error(tmp_path):
+    shipped = read_manifests(ROOT / "models" / "variants")[0]
+    shipped.write(tmp_path)
+    data = json.loads(Manifest.path(tmp_path).read_text())
+    del data["framework"]
+    Manifest.path(tmp_path).write_text(json.dumps(data))
+    with pytest.raises(UserError, match="framework"):
+        Manifest.read(tmp_path)

@@ -32,6 +32,7 @@ from fusion_prune_ros.export.dense_timing import dense_latency
 from fusion_prune_ros.export.ladder import thin_ladder, write_profile
 from fusion_prune_ros.export.manifest import Manifest, read_manifests
 from fusion_prune_ros.prune.retime import channel_floor, remeasure_latency
+from fusion_prune_ros.prune.framework_version import FRAMEWORK_VERSION
 from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, load_sweep_config, plan, read_log,
                                        read_rows, rows, run_sweep)
 from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units, weights_of
@@ -290,7 +291,10 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     ops = table_with(report, "operator", "dense ms", "floor ms")["rows"]
     assert ops and all(number(r["dense ms"]) >= 0 and number(r["floor ms"]) >= 0 for r in ops)
     assert (tmp_path / "report" / "pareto_channel.png").stat().st_size > 0
-    assert set(read_rows(tmp_path / "report" / "pruning_results.csv")) == {r["name"] for r in results["rows"]}
+    written = read_rows(tmp_path / "report" / "pruning_results.csv")
+    assert set(written) == {r["name"] for r in results["rows"]}
+    assert all(m.framework == FRAMEWORK_VERSION == written[m.name]["framework"] for m in manifests)
+    assert all(written[m.name]["extra_optimiser_steps"] == 0.0 for m in manifests)  # magnitude, taylor
     assert per_layer_plot(manifests, tmp_path / "layers.png", 0.5) and (tmp_path / "layers.png").stat().st_size > 0
     assert not per_layer_plot(manifests, tmp_path / "none.png", 0.8) and not (tmp_path / "none.png").exists()
     profile = write_profile(read_manifests(tmp_path / "variants"), shipped / "models", tmp_path / "variants",
@@ -439,9 +443,11 @@ def test_shipped_sweep_plan_runs_priorities_in_order_and_checks_extra_runs():
 
 
 def test_the_committed_results_read_back_with_every_column():
-    """docs/pruning_results.csv has the table's columns, and the optimiser steps each method spent before pruning:
+    """docs/pruning_results.csv has the table's columns, its rows framework version 1, and the optimiser steps each
+    method spent before pruning:
     AlterMOMA's two reactivations of 100 steps, CrossPrune's 6 x 30 ADMM steps, none for the others."""
     table = read_rows(Path(__file__).parents[1] / "docs" / "pruning_results.csv")
+    assert {r["framework"] for r in table.values()} == {1}  # built before the framework's version 2
     steps = {(r["method"], r["extra_optimiser_steps"]) for r in table.values()}  # every row, one value per method
     assert steps == {("dense", 0.0), ("magnitude", 0.0), ("taylor", 0.0), ("snip", 0.0), ("random", 0.0),
                      ("dm3d", 0.0), ("mmprune4u", 0.0), ("altermoma", 200.0), ("crossprune", 180.0)}
@@ -472,7 +478,7 @@ def _plan_numbers(text: str) -> list:
 def test_carried_rows_complete_a_plan_from_an_earlier_csv_without_overriding_a_present_variant(tmp_path):
     def row(name, nds):
         return {**{c: 0.5 for c in COLUMNS}, "name": name, "method": name.split("-")[0], "granularity": "channel",
-                "seed": 0, "NDS": nds, "gpu_ms": float("nan"), "scoring_s": 12.0, "finetune_s": 600.0}
+                "seed": 0, "NDS": nds, "gpu_ms": float("nan"), "scoring_s": 12.0, "finetune_s": 600.0, "framework": 1}
     earlier = [row("dense", 0.7), row("magnitude-channel-80-s0", 0.61), row("dm3d-channel-80-s0", 0.52),
                row("taylor-channel-80-s0", 0.63)]
     write_table(earlier, tmp_path / "r.csv", tmp_path / "r.md", "earlier")
@@ -546,7 +552,7 @@ def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(t
         manifests.append(Manifest(name=name, method="m", sparsity=0.8, granularity="channel", seed=0, dense="dense",
                                   sparsity_realised={}, complexity={"params_m": 0.3}, metrics=mets,
                                   latency_ms={str(ORT_CPU_2T): lats}, scoring={}, finetune={}, prune_config={},
-                                  files={}))
+                                  files={}, framework=FRAMEWORK_VERSION))
     profile = write_profile(manifests, dense_dir, tmp_path / "variants", tmp_path / "profiles" / "p.yaml",
                             ship_root=tmp_path / "ship")
     assert [v.name for v in profile.variants] == ["dense-fused", "good-fused", "dense-lidar", "good-lidar",

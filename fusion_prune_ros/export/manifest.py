@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..config import from_dict
@@ -37,6 +37,9 @@ class Manifest:
     finetune: dict  # steps, lr, batch, seconds, final losses
     prune_config: dict  # the shared budget (prune.variant.PruneConfig)
     files: dict  # file name -> sha256
+    # The pruning framework's version the variant was built with (prune.framework_version): rows of different
+    # versions were built under different rules.
+    framework: int
     # Time target: the fraction of the prunable units' measured time to remove (DM3D with a latency cost); None
     # when the target was a parameter count.
     time_target: float | None = None
@@ -61,6 +64,10 @@ class Manifest:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise UserError(f"{path} is not valid JSON: {e}") from None
+        missing = [f.name for f in fields(cls) if f.name not in data
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:  # e.g. `framework`, which a variant built before its version lacks
+            raise UserError(f"{path}: missing key(s) {', '.join(missing)}")
         manifest = from_dict(cls, data, str(path))
         for key in manifest.latency_ms:
             LatencyKey.parse(key)

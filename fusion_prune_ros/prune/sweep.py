@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..export.dense_timing import dense_latency
 from ..export.manifest import Manifest, read_manifests
 from ..runtime.latency_key import ORT_CPU_2T
+from .framework_version import FRAMEWORK_VERSION
 from .method import EXTRA_OPTIMISER_STEPS
 from .registry import check_method
 from .variant import DataOverride, PruneConfig, PruneSpec, prune_variant
@@ -142,6 +143,7 @@ class ResultRow(TypedDict):
     # optimiser steps a method takes before pruning besides the fine-tuning all share (CrossPrune's ADMM,
     # AlterMOMA's reactivation; method.EXTRA_OPTIMISER_STEPS); NaN where the manifest does not record it
     extra_optimiser_steps: float
+    framework: int  # the framework version the variant was built with (prune.framework_version); dense: current
 
 
 COLUMNS = tuple(ResultRow.__annotations__)
@@ -164,7 +166,7 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
             "camera": 0.0, "lidar": 0.0, "fusion": 0.0, "params_m": dense["complexity"]["params_m"],
             "gflops": dense["complexity"]["fused"]["gflops"], **_metric_cols(dense["metrics"]), "ort_ms": dense_ms,
             "ort_speedup": 1.0, **gpu_cols("dense"), "scoring_s": 0.0, "finetune_s": 0.0,
-            "extra_optimiser_steps": 0.0}]
+            "extra_optimiser_steps": 0.0, "framework": FRAMEWORK_VERSION}]
     for m in manifests:
         ms = m.median_ms("fused")
         per = m.sparsity_realised["per_modality"]
@@ -175,7 +177,8 @@ def rows(manifests: list, dense: dict, dense_ms: float | None = None, gpu: dict 
                     "gflops": m.complexity["fused"]["gflops"], **_metric_cols(m.metrics), "ort_ms": ms,
                     "ort_speedup": round(dense_ms / ms, 2), **gpu_cols(m.name),
                     "scoring_s": float(m.scoring["seconds"]), "finetune_s": m.finetune["seconds"],
-                    "extra_optimiser_steps": float(m.scoring.get(EXTRA_OPTIMISER_STEPS, float("nan")))})
+                    "extra_optimiser_steps": float(m.scoring.get(EXTRA_OPTIMISER_STEPS, float("nan"))),
+                    "framework": m.framework})
     return out
 
 
@@ -210,6 +213,7 @@ def results(out_root: str | Path, dense_dir: str | Path, carried: list = (), ear
 
 
 TEXT_COLUMNS = ("name", "method", "granularity")
+INT_COLUMNS = ("seed", "framework")
 
 
 def read_rows(csv_path: str | Path) -> dict:
@@ -221,7 +225,7 @@ def read_rows(csv_path: str | Path) -> dict:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
             raise UserError(f"{path}: columns {reader.fieldnames} are not the sweep table's {list(COLUMNS)}")
-        return {r["name"]: {c: r[c] if c in TEXT_COLUMNS else int(r[c]) if c == "seed" else float(r[c])
+        return {r["name"]: {c: r[c] if c in TEXT_COLUMNS else int(r[c]) if c in INT_COLUMNS else float(r[c])
                             for c in COLUMNS} for r in reader}
 
 

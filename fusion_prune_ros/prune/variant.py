@@ -33,6 +33,7 @@ from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.timing import time_calls
 from ..training.fit import FitHooks, fit, flush_denormals
 from .calibration import PruneContext, calibration_batches
+from .framework_version import FRAMEWORK_VERSION
 from .granularity import GRANULARITIES, apply_masks, channel_prune, nm24_masks, unstructured_masks
 from .method import Plan
 from .registry import build_method, check_method, check_target
@@ -274,7 +275,8 @@ def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg
                     metrics={k: brief_metrics(v) for k, v in results.items()},
                     latency_ms={str(ORT_CPU_2T): {m: latency[m] for m in GRAPHS}},
                     scoring=scoring, finetune=finetune, prune_config=to_dict(pcfg),
-                    files={p.name: sha256(p) for p in [out / "model.pt", *paths.values()]})
+                    files={p.name: sha256(p) for p in [out / "model.pt", *paths.values()]},
+                    framework=FRAMEWORK_VERSION)
 
 
 def describe(manifest: Manifest) -> list:
