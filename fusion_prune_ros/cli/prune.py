@@ -6,8 +6,6 @@ from pathlib import Path
 from ..errors import UserError
 from .common import add_data_flags, add_quiet, command, data_override, existing
 
-METHODS_HELP = "magnitude, taylor, snip, random, altermoma, crossprune, mmprune4u, dm3d"
-
 
 def _prune(args) -> None:
     from ..prune.variant import PruneSpec, check_spec, describe, load_prune_config, prune_variant
@@ -25,7 +23,7 @@ def add_prune(sub) -> None:
                 "budget, evaluate (fused, camera lost, LiDAR lost), export ONNX, measure latency, write "
                 "manifest.json. Resumable.", flush_denormals=True)
     p.add_argument("--dense", required=True, help="dense model.pt (models/base/model.pt)")
-    p.add_argument("--method", required=True, help=f"one of {METHODS_HELP}")
+    p.add_argument("--method", required=True, help="a method of prune/registry.py (magnitude, altermoma, dm3d, ...); an unknown name is rejected with the list of known ones")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--sparsity", type=float, help="fraction of prunable parameters removed")
     target.add_argument("--time-target", type=float, metavar="FRACTION",
