@@ -3,21 +3,15 @@ importance -> allocator -> granularity -> fine-tuning loss) on the small detecto
 budgets, and parameter vs time targets from the spec to the variant's name and manifest."""
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch_pruning as tp
 
-from fusion_prune_ros.config import DetectorConfig, load_yaml
-from fusion_prune_ros.data.dataset import collate
 from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.export.manifest import Manifest
-from fusion_prune_ros.model.detector import build_detector
 from fusion_prune_ros.model.flops import example_inputs
-from fusion_prune_ros.model.targets import build_targets
-from fusion_prune_ros.prune.calibration import PruneContext
 from fusion_prune_ros.prune.allocation import Allocation
 from fusion_prune_ros.prune.granularity import MIN_KEEP, ScoreImportance, group_ratios, unstructured_masks
 from fusion_prune_ros.prune.latency_table import COARSE, LatencyTable, pruned_width
@@ -30,8 +24,8 @@ from fusion_prune_ros.prune.registry import build_method, check_target, known_me
 from fusion_prune_ros.prune.target import PARAMS, TIME, Target
 from fusion_prune_ros.prune.units import prunable_params, prunable_units, weights_of
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply, check_spec, prune_variant
+from small_prune_context import small_prune_context
 
-SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 # Options that keep every method's steps short on the small detector; the code paths are the defaults'.
 QUICK = {"altermoma": {"reactivation_steps": 2}, "altermoma-deci-weighted": {"reactivation_steps": 2}, "crossprune": {"admm_rounds": 2, "steps_per_round": 2},
          "crossprune-distil": {"admm_rounds": 2, "steps_per_round": 2},
@@ -52,22 +46,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def ctx():
-    """The small detector, synthetic training items with targets from random boxes, two calibration batches."""
-    cfg = load_yaml(DetectorConfig, SMALL)
-    lidar, images, grid, _ = example_inputs(cfg)["fused"]
-    rng = np.random.default_rng(0)
-    items = []
-    for i in range(8):
-        boxes = np.column_stack([rng.uniform(-40, 40, (3, 2)), np.zeros(3), np.full(3, 2.0), np.full(3, 4.5),
-                                 np.full(3, 1.6), rng.uniform(-np.pi, np.pi, 3), np.zeros((3, 2))])
-        heatmap, regression, reg_mask, vel_mask = build_targets(boxes, rng.integers(0, 10, 3), cfg.grid)
-        items.append({"index": i, "lidar_bev": rng.standard_normal(lidar.shape[1:]).astype(np.float32),
-                      "images": rng.standard_normal(images.shape).astype(np.float32),
-                      "cam_grid": rng.uniform(-1, 1, grid.shape[1:]).astype(np.float32),
-                      "presence": np.ones(2, np.float32), "heatmap": heatmap, "regression": regression,
-                      "reg_mask": reg_mask, "vel_mask": vel_mask})
-    torch.manual_seed(0)
-    return PruneContext(build_detector(cfg).eval(), cfg, [collate(items[:2]), collate(items[2:4])], items, seed=0)
+    return small_prune_context()
 
 
 def proportional_table(model, inputs, phis=COARSE, round_to=8, **_):

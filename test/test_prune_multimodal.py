@@ -8,18 +8,14 @@ unit names carry the modality prefixes `prunable_units` tags.
 """
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.data.dataset import collate
-from fusion_prune_ros.model.detector import build_detector
 from fusion_prune_ros.model.flops import example_inputs
-from fusion_prune_ros.model.targets import build_targets
 from fusion_prune_ros.prune.calibration import PruneContext, outputs
 from fusion_prune_ros.prune.granularity import channel_prune, channel_selection, is_nm24, unstructured_masks
 from fusion_prune_ros.prune.registry import build_method
@@ -35,8 +31,8 @@ from fusion_prune_ros.prune.methods.feature_distortion import (FEATURE_NORMS, Fe
 from fusion_prune_ros.prune.methods.reactivation import reactivated, reactivation_trajectory
 from fusion_prune_ros.prune.importance import Scores
 from fusion_prune_ros.prune.units import Unit, prunable_units, weights_of
+from small_prune_context import small_prune_context
 
-SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"
 CELLS = 8
 
 # fuser rows: [lidar.shared, lidar.own, camera.shared, camera.own] -> class (shared, LiDAR-only, camera-only)
@@ -219,23 +215,7 @@ def test_crossprune_admm_converges_to_the_projection():
 
 @pytest.fixture(scope="module")
 def small():
-    """The small detector, synthetic training items with targets from random boxes, two calibration batches."""
-    cfg = load_yaml(DetectorConfig, SMALL)
-    lidar, images, grid, _ = example_inputs(cfg)["fused"]
-    rng = np.random.default_rng(0)
-    items = []
-    for i in range(8):
-        xy = rng.uniform(-40, 40, (3, 2))
-        boxes = np.column_stack([xy, np.zeros(3), np.full(3, 2.0), np.full(3, 4.5), np.full(3, 1.6),
-                                 rng.uniform(-np.pi, np.pi, 3), np.zeros((3, 2))])
-        heatmap, regression, reg_mask, vel_mask = build_targets(boxes, rng.integers(0, 10, 3), cfg.grid)
-        items.append({"index": i, "lidar_bev": rng.standard_normal(lidar.shape[1:]).astype(np.float32),
-                      "images": rng.standard_normal(images.shape).astype(np.float32),
-                      "cam_grid": rng.uniform(-1, 1, grid.shape[1:]).astype(np.float32),
-                      "presence": np.ones(2, np.float32), "heatmap": heatmap, "regression": regression,
-                      "reg_mask": reg_mask, "vel_mask": vel_mask})
-    model = build_detector(cfg).eval()
-    return PruneContext(model, cfg, [collate(items[:2]), collate(items[2:4])], items, seed=0)
+    return small_prune_context()
 
 
 def test_feature_distortion_is_zero_for_the_dense_model_and_positive_after_a_perturbation(small):
