@@ -3,6 +3,7 @@ boxes, and two calibration batches. No data set is read, so the framework's test
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from fusion_prune_ros.config import DetectorConfig, load_yaml
@@ -31,3 +32,13 @@ def small_prune_context() -> PruneContext:
                       "reg_mask": reg_mask, "vel_mask": vel_mask})
     torch.manual_seed(0)
     return PruneContext(build_detector(cfg).eval(), cfg, [collate(items[:2]), collate(items[2:4])], items, seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The small detector's convolutions are tiny: one thread runs them fastest and does not fight a busy machine
+    for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,7 +24,7 @@ from fusion_prune_ros.prune.registry import build_method, check_target, known_me
 from fusion_prune_ros.prune.target import PARAMS, TIME, Target
 from fusion_prune_ros.prune.units import prunable_params, prunable_units, weights_of
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply, check_spec, prune_variant
-from small_prune_context import small_prune_context
+from small_prune_context import one_thread, small_prune_context  # noqa: F401 (one_thread: a fixture)
 
 # Options that keep every method's steps short on the small detector; the code paths are the defaults'.
 QUICK = {"altermoma": {"reactivation_steps": 2}, "altermoma-deci-weighted": {"reactivation_steps": 2}, "crossprune": {"admm_rounds": 2, "steps_per_round": 2},
@@ -35,13 +35,7 @@ QUICK = {"altermoma": {"reactivation_steps": 2}, "altermoma-deci-weighted": {"re
 EXTRA_STEPS = {"altermoma": 4, "altermoma-deci-weighted": 4, "crossprune": 4, "crossprune-distil": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The small detector's convolutions are tiny: one thread runs them fastest on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from fusion_prune_ros.prune.methods.feature_distortion import (FEATURE_NORMS, Fe
 from fusion_prune_ros.prune.methods.reactivation import reactivated, reactivation_trajectory
 from fusion_prune_ros.prune.importance import Scores
 from fusion_prune_ros.prune.units import Unit, prunable_units, weights_of
-from small_prune_context import small_prune_context
+from small_prune_context import one_thread, small_prune_context  # noqa: F401 (one_thread: a fixture)
 
 CELLS = 8
 
@@ -40,13 +40,7 @@ BOTH_COPIES_USED = ([6.0, 0.0, 6.0, 0.0], [0.0, 8.0, 0.0, 0.0], [0.0, 0.0, 0.0, 
 CAMERA_COPY_USED = ([0.0, 0.0, 8.0, 0.0], [0.0, 8.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0]), (-4.0, -4.0, -4.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These convolutions are tiny: one thread runs them fastest and does not fight a busy machine for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Branch(nn.Module):
