@@ -304,8 +304,8 @@ def test_sigint_during_frames_stops_quietly(harness, shipped, tmp_path):
     while len(h.detections) < 5 and time.time() < deadline:
         time.sleep(0.02)
     assert len(h.detections) >= 5
-    assert h.process.stop() == 0  # SIGINT while sweeps still arrive and frames run
-    # The player publishes through the test's node: it stops before that node is destroyed.
+    # The player publishes through the test's node, which close() destroys: it stops first. SIGINT then reaches the
+    # node while it still works through the sweeps already delivered.
     stop_playing.set()
     player.join(timeout=10)
     assert h.close() == 0
