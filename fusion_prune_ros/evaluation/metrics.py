@@ -17,6 +17,7 @@ from nuscenes.eval.detection.evaluate import DetectionEval
 from ..data.classes import CATEGORY_TO_CLASS, DETECTION_CLASSES
 from ..data.nusc import check_split, split_sample_tokens
 from ..detections import Detections, from_global, lidar_to_global, to_nuscenes_boxes
+from ..documents import read_document
 from ..errors import UserError
 
 EVAL_CONFIG = "detection_cvpr_2019"
@@ -69,12 +70,8 @@ def evaluate_results(nusc, results_path: str | Path, split: str, out_dir: str | 
     """
     check_split(nusc.version, split)
     results_path, out_dir = Path(results_path), Path(out_dir)
-    if not results_path.is_file():
-        raise UserError(f"results file not found: {results_path}")
-    try:
-        doc = json.loads(results_path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"malformed results file {results_path}: {e}") from None
+    doc = read_document(results_path, json.loads, json.JSONDecodeError, f"results file not found: {results_path}",
+                        f"malformed results file {results_path}")
     wanted = split_sample_tokens(nusc, split) if sample_tokens is None else list(sample_tokens)
     missing = set(wanted) - set(doc.get("results", {}))
     if missing:

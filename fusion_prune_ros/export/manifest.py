@@ -12,6 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..config import from_dict
+from ..documents import read_document
 from ..errors import UserError
 from ..runtime.latency_key import ORT_CPU_2T, LatencyKey
 
@@ -58,12 +59,8 @@ class Manifest:
     @classmethod
     def read(cls, folder: str | Path) -> "Manifest":
         path = cls.path(folder)
-        if not path.is_file():
-            raise UserError(f"no variant manifest at {path}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is not valid JSON: {e}") from None
+        data = read_document(path, json.loads, json.JSONDecodeError, f"no variant manifest at {path}",
+                             f"{path} is not valid JSON")
         missing = [f.name for f in fields(cls) if f.name not in data
                    and f.default is MISSING and f.default_factory is MISSING]
         if missing:  # e.g. `framework`, which a variant built before its version lacks

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..config import from_dict, to_dict
+from ..documents import read_document
 from ..errors import UserError
 from .latency_key import ORT_CPU_2T, LatencyKey
 
@@ -62,12 +63,8 @@ class Profile:
 
 def load_profile(path: str | Path, check_files: bool = True) -> Profile:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"profile not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"profile {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = read_document(path, yaml.safe_load, yaml.YAMLError, f"profile not found: {path}",
+                         f"profile {path} is not valid YAML")
     if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
         raise UserError(f"profile {path}: expected a mapping with a 'variants' list")
     variants = [from_dict(Variant, v, f"{path.name}: variants[{i}]") for i, v in enumerate(data["variants"])]
