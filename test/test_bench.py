@@ -45,3 +45,32 @@ def test_cpu_description_names_model_cores_and_vector_extension(tmp_path):
     assert text.startswith("AMD EPYC 9R14, ") and text.endswith(" cores, AVX-512")
     info.write_text("model name\t: Intel Xeon\nflags\t: sse2 avx2\n")
     assert cpu_description(info).endswith("AVX2")
+
+
+def test_adherence_counts_frames_within_the_budget_after_the_warm_up_and_finds_first_frames_after_switches():
+    from fusion_prune_ros.tools.budget_adherence import adherence
+
+    frames = [{"variant": "a", "latency_ms": 99.0}] * 3 + [
+        {"variant": "a", "latency_ms": 10.0}, {"variant": "a", "latency_ms": 12.0},
+        {"variant": "b", "latency_ms": 30.0}, {"variant": "b", "latency_ms": 8.0}, {"variant": "b", "latency_ms": 9.0}]
+    row = adherence(frames, budget_ms=20.0, warmup=3)
+    assert row.frames == 5 and row.within_share == 0.8  # the warm-up's 99 ms frames are not counted
+    assert row.switches == 1 and row.first_after_switch_max_ms == 30.0
+    assert row.steady_p95_ms < 12.0 and row.variants == "b 3, a 2"
+    quiet = adherence(frames[3:5], budget_ms=11.0, warmup=0)
+    assert quiet.switches == 0 and quiet.within_share == 0.5 and quiet.first_after_switch_max_ms != 30.0
+
+
+def test_ladder_budgets_span_the_steps_with_a_margin():
+    from fusion_prune_ros.tools.budget_adherence import ladder_budgets
+
+    assert ladder_budgets([20.0, 10.0, 15.0], count=3, margin=1.1) == [11.0, 16.5, 22.0]
+
+
+def test_budget_adherence_replays_the_bag_with_the_policy_free_to_switch(shipped):
+    from fusion_prune_ros.tools.budget_adherence import budget_adherence
+
+    generous, impossible = budget_adherence(shipped / "profiles" / "dense.yaml", shipped / "val_bag", [1e6, 1e-3])
+    assert generous.frames > 0 and generous.within_share == 1.0
+    assert impossible.frames == generous.frames and impossible.within_share == 0.0
+    assert generous.variants.startswith("dense")

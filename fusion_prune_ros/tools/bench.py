@@ -6,6 +6,8 @@
   decoding): p50 / p95, the network's share, the node's overhead (everything but the network) as a ratio of the
   network's time and of the dense fused network's, and the frame time as a ratio of the dense fused model's frame
   time, timed in alternating rounds in the same run;
+- budget adherence: the share of frames within a latency budget the ladder can meet, the policy choosing variants
+  (tools/budget_adherence.py), and the first frame after each switch against the steady p95;
 - start: process start to a core with every variant loaded and warm (imports included);
 - switch: the first run after a variant switch against steady state (all variants are warm in the pool);
 - DDS: delivery of 1 MB best-effort PointCloud2 messages between two processes on loopback, with and without the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import asdict
 import sys
 import tempfile
 import time
@@ -29,6 +32,7 @@ from ..runtime.backends import available_kinds, create_backend
 from ..runtime.profile import Profile, Variant, load_profile, save_profile
 from ..runtime.machine import cpu_description
 from ..runtime.timing import time_calls
+from .budget_adherence import WARMUP_FRAMES, budget_adherence, ladder_budgets
 
 
 def graphs(profile) -> list:
@@ -228,8 +232,14 @@ def run_bench(profile_path: str, bag: str | None, out: Path, iterations: int = 3
     sections = [markdown("Network latency per variant and backend (batch 1)", network_table(profile, iterations,
                                                                                                kinds))]
     if bag:
-        sections.append(markdown("Whole frame through the node's core (ONNX Runtime CPU, 2 threads)",
-                                 frame_table(profile, bag, frames)))
+        frame_rows = frame_table(profile, bag, frames)
+        sections.append(markdown("Whole frame through the node's core (ONNX Runtime CPU, 2 threads)", frame_rows))
+        ladder = [r["frame_p95_ms"] for r in frame_rows
+                  if r["variant"] in profile.names() and r["modality"] in ("fused", "lidar")]
+        if ladder:
+            rows = budget_adherence(profile_path, bag, ladder_budgets(ladder))
+            sections.append(markdown(f"Budget adherence: the bag replayed with the policy choosing variants, frames "
+                                     f"after a {WARMUP_FRAMES}-frame warm-up", [asdict(r) for r in rows]))
     sections.append(markdown("Process start to a core with every variant loaded and warm",
                              [start_time(profile_path, len(profile.variants))]))
     sections.append(markdown("Variant switch cost (all variants loaded and warm)", [switch_cost(profile)]))
