@@ -21,7 +21,8 @@ def _use_references(monkeypatch):
     monkeypatch.setattr(assembler, "multisweep_cloud", reference_cloud)
     monkeypatch.setattr(assembled, "network_image", lambda image, cfg: reference_camera_images(image[None], cfg)[0])
     monkeypatch.setattr(assembled, "normalised_planes", lambda image: np.ascontiguousarray(normalise_images(image)))
-    monkeypatch.setattr(pipeline, "lidar_bev", reference_lidar_bev)
+    monkeypatch.setattr(pipeline, "lidar_bev", lambda points, grid, pool=None, bands=1: reference_lidar_bev(points,
+                                                                                                            grid))
     monkeypatch.setattr(pipeline, "camera_grid", reference_camera_grid)
     monkeypatch.setattr(pipeline, "decode", lambda heat, reg, grid, cfg: [reference_numpy_decode(heat, reg, grid, cfg)])
 

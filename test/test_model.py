@@ -11,7 +11,8 @@ from fusion_prune_ros.export.onnx_export import export_all, parity
 from fusion_prune_ros.model.decode import DecodeConfig, decode
 from fusion_prune_ros.model.detector import FusionDetector, SingleModality
 from fusion_prune_ros.model.flops import count_flops, example_inputs
-from fusion_prune_ros.model.preprocess import ImageTransform, camera_grid, camera_images, lidar_bev
+from fusion_prune_ros.model.pillars import lidar_bev
+from fusion_prune_ros.model.preprocess import ImageTransform, camera_grid, camera_images
 from fusion_prune_ros.model.targets import build_targets, flip_boxes
 
 SMALL = Path(__file__).parents[1] / "config" / "detector" / "small.yaml"

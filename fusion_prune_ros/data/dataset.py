@@ -22,7 +22,8 @@ from ..atomic import built_in_place
 from ..config import DetectorConfig, to_dict
 from ..errors import UserError
 from ..model.detector import LIDAR_FEATURES
-from ..model.preprocess import camera_grid, camera_images, lidar_bev, normalise_images
+from ..model.pillars import lidar_bev
+from ..model.preprocess import camera_grid, camera_images, normalise_images
 from ..model.targets import build_targets, flip_boxes
 from .frame import load_frame
 from .nusc import open_nuscenes, require_dataset, split_sample_tokens

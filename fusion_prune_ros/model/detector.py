@@ -16,7 +16,7 @@ from ..data.classes import DETECTION_CLASSES
 from .camera import CameraBranch
 from .head import BevBackbone, CenterHead, ConvFuser
 from .lidar import LidarBranch
-from .preprocess import LIDAR_FEATURES
+from .pillars import LIDAR_FEATURES
 
 MODES = ("fused", "lidar", "camera")
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import DetectorConfig
 from ..data.classes import CAMERAS
-from .preprocess import LIDAR_FEATURES
+from .pillars import LIDAR_FEATURES
 
 INPUT_NAMES = {"fused": ["lidar_bev", "images", "cam_grid", "presence"], "lidar": ["lidar_bev"],
                "camera": ["images", "cam_grid"]}

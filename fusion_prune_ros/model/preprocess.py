@@ -1,9 +1,6 @@
-"""FrameInputs -> the network's input tensors. The same code serves training, evaluation, bag replay and the node.
+"""FrameInputs -> the network's camera input tensors (the LiDAR's pillar pseudo-image is model/pillars.py). The same
+code serves training, evaluation, bag replay and the node.
 
-- `lidar_bev`: the pillar pseudo-image. Points are binned into 0.4 m pillars and each pillar is described by
-  statistics (per-height-slice occupancy, max height, intensity, time lag, count): PIXOR-style hand-made pillar
-  features rather than a learned PointNet, because on a CPU the scatter of a learned per-point MLP costs more
-  than the whole LiDAR backbone, and a dense input keeps the exported network free of dynamic shapes.
 - `camera_images` / `network_image`: resize to the network width, crop the configured rows; `normalise_images` /
   `normalised_planes` normalise.
 - `camera_grid`: for every fused-grid cell x lift height, where to sample the stacked image features: the camera
@@ -20,103 +17,8 @@ from numba import njit
 
 from ..config import CameraInputConfig, GridConfig
 
-LIDAR_FEATURES = 14  # channels of the pillar pseudo-image (`lidar_bev`)
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
-INTENSITY_SCALE = 100.0
-MAX_TIME_LAG = 0.5
-KEY_SWEEP_LAG = 1e-3  # points with a smaller time lag are from the key sweep
-
-
-def lidar_bev(points: np.ndarray, grid: GridConfig) -> np.ndarray:
-    """(N, 5) float32 points (x, y, z, intensity, time lag) -> (14, N, N) float32 pillar features.
-
-    Channels: 0..7 log(1 + count) per height slice; 8 max height (0..1 over [z_min, z_max]); 9 mean and 10 max
-    intensity (/100); 11 mean time lag (/0.5 s); 12 log(1 + count); 13 fraction of points from the key sweep.
-    Rows index y, columns index x, both increasing, cell i centred at -range + (i + 0.5) * cell.
-
-    One compiled pass over the points accumulates every statistic (a numpy pass per statistic, with scatter-max
-    calls, costs several times more); its arithmetic is numpy's on float32 points (float32, sums in float64), so
-    the features are exactly those numpy computes. Points with a non-finite field are skipped. The log counts are
-    numpy's float32 log1p, computed once per count value that occurs and looked up per cell and slice.
-    """
-    n = grid.lidar_cells
-    out = np.zeros((LIDAR_FEATURES, n * n), np.float32)
-    pts = np.asarray(points, np.float32)
-    if len(pts):
-        f32 = np.float32
-        cells, counts = _pillar_statistics(pts, out, f32(grid.bev_range), f32(grid.lidar_cell), n, f32(grid.z_min),
-                                           f32(grid.z_max - grid.z_min), grid.height_slices, f32(INTENSITY_SCALE),
-                                           f32(MAX_TIME_LAG), f32(KEY_SWEEP_LAG))
-        log_count = np.log1p(np.arange(counts.max(initial=0) + 1, dtype=np.float32))
-        _write_log_counts(out, cells, counts, log_count)
-    return out.reshape(LIDAR_FEATURES, n, n)
-
-
-@njit(cache=True, nogil=True)
-def _pillar_statistics(pts, out, bev_range, cell, n, z_min, z_span, slices, intensity_scale, lag_scale, key_lag):
-    """Fills out[8..11, 13] (max height, mean / max intensity, mean lag, key-sweep fraction); returns the occupied
-    cells and their point counts per height slice (cells, slices + 1), the last column the total.
-
-    The accumulators have a row per occupied cell, in the order of the cells' first points (`row` maps a cell to
-    its row), rather than one per grid cell: a frame occupies a few thousand cells, so they stay in cache, and a
-    row holds all of a point's updates."""
-    row = np.full(n * n, -1, np.int32)
-    rows = min(pts.shape[0], n * n)
-    cells = np.empty(rows, np.int32)
-    counts = np.empty((rows, slices + 1), np.int32)
-    sums = np.empty((rows, 3), np.float64)  # intensity, time lag, key-sweep points
-    peaks = np.empty((rows, 2), np.float32)  # height, intensity
-    used = 0
-    top = np.float32(slices)
-    for p in range(pts.shape[0]):
-        x, y, z, intensity, lag = pts[p, 0], pts[p, 1], pts[p, 2], pts[p, 3], pts[p, 4]
-        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z) and np.isfinite(intensity)
-                and np.isfinite(lag)):
-            continue
-        fx = np.floor((x + bev_range) / cell)
-        fy = np.floor((y + bev_range) / cell)
-        zn = (z - z_min) / z_span
-        if not (fx >= 0 and fx < n and fy >= 0 and fy < n and zn >= 0 and zn < 1):
-            continue
-        c = int(fy) * n + int(fx)
-        r = row[c]
-        if r < 0:
-            r = row[c] = used
-            cells[r] = c
-            counts[r] = 0
-            sums[r] = 0.0
-            peaks[r] = 0.0
-            used += 1
-        counts[r, min(int(zn * top), slices - 1)] += 1
-        counts[r, slices] += 1
-        scaled = intensity / intensity_scale
-        peaks[r, 0] = max(peaks[r, 0], zn)
-        peaks[r, 1] = max(peaks[r, 1], scaled)
-        sums[r, 0] += scaled
-        sums[r, 1] += lag / lag_scale
-        if lag < key_lag:
-            sums[r, 2] += 1.0
-    for r in range(used):
-        c = cells[r]
-        nz = np.float64(np.float32(counts[r, slices]))
-        out[8, c] = peaks[r, 0]
-        out[9, c] = sums[r, 0] / nz
-        out[10, c] = peaks[r, 1]
-        out[11, c] = sums[r, 1] / nz
-        out[13, c] = sums[r, 2] / nz
-    return cells[:used], counts[:used]
-
-
-@njit(cache=True, nogil=True)
-def _write_log_counts(out, cells, counts, log_count):
-    """out[slice, cell] and out[12, cell] (the total) = log_count[count] for every occupied cell."""
-    slices = counts.shape[1] - 1
-    for r in range(cells.shape[0]):
-        c = cells[r]
-        for k in range(slices):
-            out[k, c] = log_count[counts[r, k]]
-        out[12, c] = log_count[counts[r, slices]]
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def load_profile(path: str | Path, check_files: bool = True) -> Profile:
     if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
         raise UserError(f"profile {path}: expected a mapping with a 'variants' list")
     variants = [from_dict(Variant, v, f"{path.name}: variants[{i}]") for i, v in enumerate(data["variants"])]
-    profile = from_dict(Profile, {**data, "variants": variants, "root": str(path.parent)}, path.name)
+    profile = from_dict(Profile, {**data, "variants": variants, "root": str(path.parent.resolve())}, path.name)
     if not variants:
         raise UserError(f"profile {path} lists no variants")
     names = profile.names()
