@@ -1,4 +1,6 @@
 """Frame assembly from a message stream reproduces the devkit's frame exactly, and bad timing is dropped."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -63,13 +65,14 @@ def test_stream_assembly_equals_the_devkit_frame(tiny_nusc, tiny_root):
         ref = load_frame(tiny_nusc, token, 6)
         assert frame.camera_present.all()
         np.testing.assert_allclose(frame.cam_from_lidar, ref.cam_from_lidar, atol=1e-5)
-        a = frame.points[np.lexsort(frame.points.T[::-1])]
+        cloud = frame.cloud()
+        a = cloud[np.lexsort(cloud.T[::-1])]
         b = ref.points[np.lexsort(ref.points.T[::-1])]
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=1e-4)
         network = camera_images(ref.images, CameraInputConfig())  # the images are kept at the network's size
-        np.testing.assert_array_equal(frame.images, network)
-        np.testing.assert_array_equal(frame.image_planes, normalise_images(network))
+        np.testing.assert_array_equal(frame.pixels(), network)
+        np.testing.assert_array_equal(frame.image_planes(), normalise_images(network))
         assert frame.source_size == (ref.images.shape[2], ref.images.shape[1])
 
 
@@ -100,10 +103,10 @@ def test_a_frame_takes_the_newest_image_stamped_before_the_sweep():
     asm.add_image("CAM_FRONT", 960_000_000, before)
     asm.add_image("CAM_FRONT", 1_040_000_000, after)
     frame, _ = asm.add_cloud(1_000_000_000, pts)
-    assert frame.camera_present[0] and (frame.images[0] == 1).all()
+    assert frame.camera_present[0] and (frame.pixels()[0] == 1).all()
     asm.add_image("CAM_BACK", 1_090_000_000, after)  # only an image after the next sweep: left out, with a note
     frame, notes = asm.add_cloud(1_050_000_000, pts)
-    assert (frame.images[0] == 2).all() and not frame.camera_present[3] and "CAM_BACK:image_after_sweep" in notes
+    assert (frame.pixels()[0] == 2).all() and not frame.camera_present[3] and "CAM_BACK:image_after_sweep" in notes
 
 
 @pytest.mark.parametrize("stamps, reason", [
@@ -122,7 +125,7 @@ def test_time_reset_clears_the_history():
     asm = _assembler()
     asm.add_cloud(int(10e9), np.ones((5, 4), np.float32) * 5)
     frame, notes = asm.add_cloud(int(2e9), np.ones((5, 4), np.float32) * 5)  # bag loop: history cleared
-    assert notes == ["time_reset"] and (frame.points[:, 4] == 0).all()
+    assert notes == ["time_reset"] and (frame.cloud()[:, 4] == 0).all()
 
 
 def reference_cloud(key_sweep, earlier):
@@ -161,6 +164,9 @@ def test_multisweep_cloud_equals_the_numpy_reference():
         ref = reference_cloud(key, earlier)
         assert cloud.shape == ref.shape and cloud.dtype == np.float32
         np.testing.assert_allclose(cloud, ref, rtol=0, atol=1e-6)
+        with ThreadPoolExecutor(1) as pool:
+            shared = multisweep_cloud(remove_close(key), [(remove_close(p), t, lag) for p, t, lag in earlier], pool)
+        np.testing.assert_array_equal(shared, cloud)
     as_float64 = _random_sweep(rng, 1000).astype(np.float64)  # the near test in the points' own precision
     as_float64[0, :2] = [1 - 1e-9, 0.0]  # near in float64, though 1.0 in float32
     np.testing.assert_array_equal(remove_close(as_float64), reference_cloud(as_float64, [])[:, :4])
@@ -184,5 +190,7 @@ def test_stream_assembly_equals_the_numpy_reference():
             frame, _ = asm.add_cloud(stamp, points)
             lidar_from_map = invert_rigid(poses[stamp] @ b_l)
             earlier = [(p, lidar_from_map @ poses[s] @ b_l, (stamp - s) * 1e-9) for s, p in reversed(raw[-5:])]
-            np.testing.assert_allclose(frame.points, reference_cloud(points, earlier), rtol=0, atol=1e-6)
+            np.testing.assert_allclose(frame.cloud(), reference_cloud(points, earlier), rtol=0, atol=1e-6)
+            with ThreadPoolExecutor(1) as pool:  # the frame path's two threads merge the sweeps alike
+                np.testing.assert_array_equal(frame.cloud(pool), frame.cloud())
         raw.append((stamp, points))

@@ -74,3 +74,18 @@ def test_budget_adherence_replays_the_bag_with_the_policy_free_to_switch(shipped
     assert generous.frames > 0 and generous.within_share == 1.0
     assert impossible.frames == generous.frames and impossible.within_share == 0.0
     assert generous.variants.startswith("dense")
+
+
+def test_frame_table_times_every_graph_and_splits_its_overhead(shipped):
+    from fusion_prune_ros.tools.bench import frame_table
+
+    profile = load_profile(shipped / "profiles" / "dense.yaml")
+    rows = frame_table(profile, str(shipped / "val_bag"), frames=10, rounds=1)
+    assert [r["variant"] for r in rows] == [g[0] for g in graphs(profile)]
+    for r in rows:
+        assert r["frames"] > 0 and 0 < r["network_p50_ms"] < r["frame_p50_ms"] <= r["frame_p95_ms"]
+        assert min(r["preprocess_p50_ms"], r["decode_p50_ms"], r["rest_p50_ms"]) >= 0
+        # from unrounded medians; the columns are rounded to 0.1 ms
+        assert abs(r["overhead_vs_network"] - r["overhead_p50_ms"] / r["network_p50_ms"]) < 0.05
+    dense = next(r for r in rows if r["modality"] == "fused")
+    assert dense["frame_vs_dense"] == 1.0

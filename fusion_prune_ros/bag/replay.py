@@ -45,7 +45,9 @@ DIAGNOSTICS_PERIOD_S = 1.0
 class ReplayRecord:
     """Everything that happened, for the results file and the timeline plot."""
 
-    frames: list = field(default_factory=list)  # per output: t, stamp_ns, variant, latency_ms, budget_ms, segment
+    # per output: t, stamp_ns, variant, latency_ms (end to end) and its network, preprocess and decode parts,
+    # budget_ms, segment, cameras
+    frames: list = field(default_factory=list)
     lidar_stamps: list = field(default_factory=list)  # every sweep in the bag, withheld or dropped ones included
     start_ns: int = 0  # the bag's first message: scenario times count from here
     loop_shift_ns: int = 0  # how far each pass of a looped replay is moved forward
@@ -245,6 +247,8 @@ class _Run:
         self.record.frames.append({"t": round(t, 4), "stamp_ns": out.stamp_ns, "variant": out.variant,
                                    "latency_ms": round(out.timings_ms["end_to_end"], 2),
                                    "network_ms": round(out.timings_ms["network"], 2),
+                                   "preprocess_ms": round(out.timings_ms["preprocess"], 2),
+                                   "decode_ms": round(out.timings_ms["decode"], 2),
                                    "budget_ms": self.core.policy.cfg.latency_budget_ms,
                                    "segment": self.scenario.segment(t), "cameras": out.cameras})
 

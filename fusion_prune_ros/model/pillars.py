@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from numba import njit
 
 from ..config import GridConfig
+from ..parallel import run_split
 
 LIDAR_FEATURES = 14  # channels of the pillar pseudo-image (`lidar_bev`)
 INTENSITY_SCALE = 100.0
@@ -64,15 +64,6 @@ def split_bands(grid: GridConfig, points: int, bands: int) -> list:
             for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def run_bands(work: Callable[[PillarBand], None], bands: list, pool: Executor | None) -> None:
-    """work(band) for every band: the first on this thread, the others on `pool` meanwhile (all here without)."""
-    jobs = [pool.submit(work, b) for b in bands[1:]] if pool is not None else []
-    for b in (bands if pool is None else bands[:1]):
-        work(b)
-    for job in jobs:
-        job.result()
-
-
 def features(bands: list, grid: GridConfig) -> np.ndarray:
     """The accumulated bands -> (14, n, n) float32 pillar features.
 
@@ -94,7 +85,7 @@ def lidar_bev(points: np.ndarray, grid: GridConfig, pool: Executor | None = None
     Points with a non-finite field are skipped. With a thread `pool`, accumulated in `bands` bands of rows."""
     pts = np.ascontiguousarray(points, np.float32)
     geo, parts = geometry(grid), split_bands(grid, len(pts), bands if pool is not None else 1)
-    run_bands(lambda b: _add_points(pts, geo, grid.lidar_cells, grid.height_slices, b.lo, b.hi, b.row, b.cells,
+    run_split(lambda b: _add_points(pts, geo, grid.lidar_cells, grid.height_slices, b.lo, b.hi, b.row, b.cells,
                                     b.counts, b.sums, b.peaks, b.used), parts, pool)
     return features(parts, grid)
 

@@ -1,4 +1,4 @@
-"""What the frame assembler keeps of each camera image, and the frame it hands the pipeline.
+"""What the frame assembler keeps of each camera image, and the frame it hands the pipeline (`AssembledFrame`).
 
 An image is resized and cropped to the network's size once, when it arrives (`NetworkImage`), not on every frame
 that uses it: a 12 Hz camera's image serves about two 20 Hz sweeps, and resizing six images takes longer than the
@@ -7,13 +7,14 @@ grid projects into the received image's pixels and the assembler compares the ca
 """
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import CameraInputConfig
-from ..data.frame import FrameInputs
 from ..model.preprocess import network_image, normalised_planes
+from .multisweep import MultiSweep
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,36 @@ class NetworkImage:
 
 
 @dataclass
-class AssembledFrame(FrameInputs):
-    """FrameInputs whose `images` are already the network's (C, height, width, 3) uint8 (`preprocess.camera_images`
-    of the received images), with `image_planes`, the network's (C, 3, height, width) float32 image input, and
-    `source_size`, the (width, height) the received images had."""
+class AssembledFrame:
+    """One frame as the assembler hands it to the pipeline: the sensor data picked for it, not yet merged, so that
+    the pipeline merges only what the variant's graph reads (a LiDAR-only graph never stacks the images) and can
+    share the merge between its threads.
 
-    image_planes: np.ndarray | None = None
+    sweeps: the LiDAR sweeps (None: a camera-only frame). images: a `NetworkImage` per camera (black where the camera
+    is absent). intrinsics (C, 3, 3); cam_from_lidar (C, 4, 4), including the ego motion between the sweep and each
+    image; camera_present (C,); source_size: the (width, height) the images arrived with."""
+
+    sweeps: MultiSweep | None
+    images: tuple
+    intrinsics: np.ndarray
+    cam_from_lidar: np.ndarray
+    camera_present: np.ndarray
+    stamp_us: int
+    camera_names: tuple
     source_size: tuple = (1, 1)
+
+    @property
+    def lidar_present(self) -> bool:
+        return self.sweeps is not None
+
+    def cloud(self, pool: Executor | None = None) -> np.ndarray:
+        """The (N, 5) multi-sweep cloud (x, y, z, intensity, time lag), as `data.frame.FrameInputs.points`."""
+        return self.sweeps.cloud(pool) if self.sweeps is not None else np.zeros((0, 5), np.float32)
+
+    def image_planes(self) -> np.ndarray:
+        """The network's (C, 3, height, width) float32 image input."""
+        return np.stack([im.planes for im in self.images])
+
+    def pixels(self) -> np.ndarray:
+        """The (C, height, width, 3) uint8 network images (`preprocess.camera_images` of the received ones)."""
+        return np.stack([im.pixels for im in self.images])

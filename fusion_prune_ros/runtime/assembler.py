@@ -30,7 +30,7 @@ import numpy as np
 from ..config import CameraInputConfig
 from ..geometry import invert_rigid
 from .assembled import AssembledFrame, NetworkImage
-from .multisweep import multisweep_cloud, remove_close
+from .multisweep import MultiSweep, remove_close
 
 IMAGES_KEPT = 4  # per camera: a 12 Hz camera's images of the last ~250 ms, enough to find the one before a sweep
 
@@ -118,9 +118,7 @@ class FrameAssembler:
         self._images: dict = {}  # camera -> deque of the last IMAGES_KEPT (stamp_ns, NetworkImage), oldest first
         self._last_cloud_ns: int | None = None
         self._black = NetworkImage.black(cfg.camera)
-        # The compiled kernels of the multi-sweep cloud load (or compile) now rather than on the first sweep.
-        nothing = remove_close(np.zeros((0, 4), np.float32))
-        multisweep_cloud(nothing, [(nothing, np.eye(4), 0.0)])
+        remove_close(np.zeros((0, 4), np.float32))  # its compiled kernel loads now rather than on the first sweep
 
     def reset(self) -> None:
         self._sweeps.clear()
@@ -178,7 +176,7 @@ class FrameAssembler:
                     earlier.append((sweep, lidar_from_map @ pose @ b_l, (stamp_ns - sweep_ns) * 1e-9))
         self._sweeps.append((stamp_ns, current))
         cameras, camera_notes = self._cameras_at(stamp_ns, pose_now)
-        frame = AssembledFrame(points=multisweep_cloud(current, earlier), lidar_present=True, stamp_us=stamp_ns // 1000,
+        frame = AssembledFrame(MultiSweep(current, tuple(earlier)), stamp_us=stamp_ns // 1000,
                                camera_names=self.cameras, **cameras)
         return frame, sorted(set(notes + camera_notes))
 
@@ -198,8 +196,7 @@ class FrameAssembler:
         stamp = max(stamps)
         pose = self.poses.at(stamp, int(self.cfg.pose_tolerance_s * 1e9))
         cameras, _ = self._cameras_at(stamp, pose)
-        return AssembledFrame(points=np.zeros((0, 5), np.float32), lidar_present=False, stamp_us=stamp // 1000,
-                              camera_names=self.cameras, **cameras)
+        return AssembledFrame(None, stamp_us=stamp // 1000, camera_names=self.cameras, **cameras)
 
     def _cameras_at(self, stamp_ns: int, pose_ref: np.ndarray | None) -> tuple:
         """The AssembledFrame fields of the cameras for a frame at stamp_ns (network images, intrinsics, camera <-
@@ -244,8 +241,7 @@ class FrameAssembler:
                 intrinsics.append(np.eye(3))
                 extrinsics.append(np.eye(4))
                 present.append(False)
-        return {"images": np.stack([im.pixels for im in images]),
-                "image_planes": np.stack([im.planes for im in images]),
+        return {"images": tuple(images),
                 "intrinsics": np.stack(intrinsics).astype(np.float32),
                 "cam_from_lidar": np.stack(extrinsics).astype(np.float32), "camera_present": np.array(present),
                 "source_size": size}, notes

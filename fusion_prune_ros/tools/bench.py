@@ -77,7 +77,7 @@ def frame_table(profile: Profile, bag: str, frames: int, rounds: int = 2) -> lis
     from ..runtime.policy import PolicyConfig
 
     listed = graphs(profile)
-    samples = {name: ([], []) for name, *_ in listed}
+    samples = {name: ([], [], [], []) for name, *_ in listed}
     with tempfile.TemporaryDirectory(prefix="bench_frames_") as tmp:
         for r in range(rounds):
             for i, (name, modality, onnx, checkpoint, _) in enumerate(listed):
@@ -89,14 +89,14 @@ def frame_table(profile: Profile, bag: str, frames: int, rounds: int = 2) -> lis
                 _, record = replay(bag, core_cfg, Path(tmp) / f"out{r}-{i}", no_drop=True, quiet=True,
                                    feeder_cfg=FeederConfig(sync_wait_s=0.0))
                 ran = [f for f in record.frames if f["variant"] == name][:frames]
-                samples[name][0].extend(f["latency_ms"] for f in ran)
-                samples[name][1].extend(f["network_ms"] for f in ran)
+                for series, key in zip(samples[name], ("latency_ms", "network_ms", "preprocess_ms", "decode_ms")):
+                    series.extend(f[key] for f in ran)
     dense = next((name for name, modality, *_ in listed if name.startswith("dense") and modality == "fused"), None)
     dense_frame = float(np.median(samples[dense][0])) if dense and samples[dense][0] else float("nan")
     dense_network = float(np.median(samples[dense][1])) if dense and samples[dense][1] else float("nan")
     rows = []
     for name, modality, *_ in listed:
-        total, network = (np.array(x) for x in samples[name])
+        total, network, preprocess, decoding = (np.array(x) for x in samples[name])
         if not len(total):
             continue
         overhead = float(np.median(total - network))
@@ -105,6 +105,11 @@ def frame_table(profile: Profile, bag: str, frames: int, rounds: int = 2) -> lis
                      "frame_p95_ms": round(float(np.percentile(total, 95)), 1),
                      "network_p50_ms": round(float(np.median(network)), 1), "overhead_p50_ms": round(overhead, 1),
                      "overhead_vs_network": round(overhead / float(np.median(network)), 2),
+                     # where the overhead goes: merging the sweeps, pillars, images and grid; decoding; the rest
+                     # (assembly of the frame from its messages, the policy)
+                     "preprocess_p50_ms": round(float(np.median(preprocess)), 2),
+                     "decode_p50_ms": round(float(np.median(decoding)), 2),
+                     "rest_p50_ms": round(float(np.median(total - network - preprocess - decoding)), 2),
                      "overhead_vs_dense_network": round(overhead / dense_network, 2),
                      "frame_vs_dense": round(float(np.median(total)) / dense_frame, 2)})
     return rows
