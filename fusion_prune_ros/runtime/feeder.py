@@ -136,9 +136,12 @@ class Feeder:
         for item in busy:
             self._decoded(item, lambda cloud: core.drop_busy_cloud(item.stamp_ns, cloud.points), busy=True)
         if sweep is not None:
+            # The frame's latency counts from the sweep's arrival: its wait (on this feeder's clock, the bag's in a
+            # replay) and the message's conversion (wall time, which a replay's clock does not see) included.
+            waited, decode_start = self.clock() - sweep.at, time.perf_counter()
             outputs.append(self._decoded(sweep, lambda cloud: core.on_cloud(
                 sweep.stamp_ns, sweep.frame_id, cloud.points, cloud.dropped_nonfinite, sweep.at,
-                queued_s=self.clock() - sweep.at)))
+                queued_s=waited + time.perf_counter() - decode_start)))
         return [o for o in outputs if o is not None]
 
     def _process(self, item: Arrival) -> None:
