@@ -146,7 +146,7 @@ def add_bench(sub) -> None:
     p.add_argument("--bag", help="a bag for whole-frame timings (fusion-prune to-bag)")
     p.add_argument("--out", default="runs/bench/benchmarks.md", help="Markdown file written")
     p.add_argument("--iterations", type=int, default=30)
-    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--frames", type=int, default=300, help="frames per graph and round of the whole-frame table")
     p.add_argument("--no-dds", action="store_true", help="skip the DDS delivery measurement")
 
 

@@ -70,7 +70,8 @@ def network_table(profile: Profile, iterations: int, backends: list) -> list:
 def frame_table(profile: Profile, bag: str, frames: int, rounds: int = 2) -> list:
     """Whole frames of a bag through the node's core (no DDS, no sync wait: the frame time here is the processing,
     not the wait for late images), per graph of `graphs`: each replays the bag alone (a profile of that graph only)
-    in turn, `rounds` times, so that a change of load on the machine hits every graph alike."""
+    in turn, `rounds` times, so that a change of load on the machine hits every graph alike. Each replay gives at
+    most `frames` frames after the warm-up the budget adherence skips too."""
     from ..bag.replay import replay
     from ..runtime.core import CoreConfig
     from ..runtime.feeder import FeederConfig
@@ -88,7 +89,7 @@ def frame_table(profile: Profile, bag: str, frames: int, rounds: int = 2) -> lis
                                       policy=PolicyConfig(latency_budget_ms=1e6, override=name))
                 _, record = replay(bag, core_cfg, Path(tmp) / f"out{r}-{i}", no_drop=True, quiet=True,
                                    feeder_cfg=FeederConfig(sync_wait_s=0.0))
-                ran = [f for f in record.frames if f["variant"] == name][:frames]
+                ran = [f for f in record.frames if f["variant"] == name][WARMUP_FRAMES:WARMUP_FRAMES + frames]
                 for series, key in zip(samples[name], ("latency_ms", "network_ms", "preprocess_ms", "decode_ms")):
                     series.extend(f[key] for f in ran)
     dense = next((name for name, modality, *_ in listed if name.startswith("dense") and modality == "fused"), None)
@@ -230,7 +231,7 @@ def markdown(title: str, rows: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(profile_path: str, bag: str | None, out: Path, iterations: int = 30, frames: int = 60,
+def run_bench(profile_path: str, bag: str | None, out: Path, iterations: int = 30, frames: int = 300,
               dds: bool = True) -> str:
     profile = load_profile(profile_path)
     kinds = [k for k in available_kinds() if k[0] != "tensorrt"] + [("torch", "cpu")]
