@@ -311,3 +311,31 @@ def test_sigint_during_frames_stops_quietly(harness, shipped, tmp_path):
     assert h.close() == 0
     log = (tmp_path / "node.log").read_text()
     assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_sigint_while_another_process_keeps_publishing_stops_the_node(harness, shipped, tmp_path):
+    """SIGINT while sensor data keeps arriving from a player in another process (as from `ros2 bag play` beside
+    `ros2 launch`): the node exits 0 in time, without ERROR or traceback, although its callbacks never run dry."""
+    import subprocess
+    import sys
+
+    from fusion_prune_ros.ros.remote import ros_env
+
+    h = harness
+    _activate(h)
+    player = subprocess.Popen([sys.executable, "-m", "fusion_prune_ros.cli", "play", str(shipped / "val_bag"),
+                               "--rate", "0.25", "--wait-for-subscribers", "5"],
+                              env=ros_env(h.domain, tmp_path / "player_log"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while len(h.detections) < 3 and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(h.detections) >= 3 and player.poll() is None, "the player must still be publishing"
+        assert h.close() == 0
+        assert player.poll() is None, "the player was still publishing when the node stopped"
+    finally:
+        player.kill()
+        player.wait()
+    log = (tmp_path / "node.log").read_text()
+    assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
