@@ -100,7 +100,9 @@ def _add_points(pts, geo, n, slices, lo, hi, row, cells, counts, sums, peaks, us
 @njit(inline="always")
 def _add_point(x, y, z, intensity, lag, geo, n, slices, lo, hi, row, cells, counts, sums, peaks, used):
     """One point (float32 fields) into the band's accumulators, if it is finite and falls in the band's rows."""
-    if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z) and np.isfinite(intensity) and np.isfinite(lag)):
+    # All five fields are finite exactly when their float64 sum is (five float32 values cannot overflow it; a NaN
+    # or an infinity makes it NaN or infinite): one test instead of five.
+    if not np.isfinite(np.float64(x) + np.float64(y) + np.float64(z) + np.float64(intensity) + np.float64(lag)):
         return
     bev_range, cell, z_min, z_span = geo[0], geo[1], geo[2], geo[3]
     fy = np.floor((y + bev_range) / cell)
@@ -116,9 +118,11 @@ def _add_point(x, y, z, intensity, lag, geo, n, slices, lo, hi, row, cells, coun
         r = used[0]
         row[c] = r
         cells[r] = c
-        counts[r] = 0
-        sums[r] = 0.0
-        peaks[r] = 0.0
+        for k in range(slices + 1):
+            counts[r, k] = 0
+        for k in range(3):
+            sums[r, k] = 0.0
+        peaks[r, 0] = peaks[r, 1] = 0.0
         used[0] = r + 1
     counts[r, min(int(zn * np.float32(slices)), slices - 1)] += 1
     counts[r, slices] += 1
