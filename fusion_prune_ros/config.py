@@ -157,6 +157,11 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     num_workers: int = 1
     log_every: int = 50
+    # Staged training (training/stages.py): lidar, camera, or fused; the fused stage may start from the model.pt
+    # of a lidar and a camera stage run.
+    stage: str = "fused"
+    init_lidar: str = ""
+    init_camera: str = ""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..model.checkpoint import save_detector
 from ..model.detector import build_detector
 from ..model.flops import count_flops
 from .fit import fit
+from .stages import STAGE_CONDITIONS, check_stage, initialise_fusion, trained_module
 
 
 def _git_commit() -> str:
@@ -42,6 +43,9 @@ def _data_version(dataroot: str) -> dict:
 
 def train_detector(cfg: DetectorConfig, out: Path, device: str = "cpu", quiet: bool = False,
                    evaluate: bool = True) -> dict:
+    """Train the config's stage (`train.stage`, training/stages.py; the default trains the fused detector from
+    scratch) and score it; returns the run's metadata, also in out/metrics.json and out/model.pt."""
+    check_stage(cfg.train)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -57,13 +61,15 @@ def train_detector(cfg: DetectorConfig, out: Path, device: str = "cpu", quiet: b
                       drop_single_camera=t.drop_single_camera, photometric=True)
     dataset = DetectionDataset(train_cache, cfg, augment, seed=t.seed)
     model = build_detector(cfg)
-    summary = fit(model, dataset, t, out, device=device, quiet=quiet)
+    initialised = initialise_fusion(model, cfg, t.init_lidar, t.init_camera) if t.init_lidar else None
+    summary = fit(trained_module(model, t.stage), dataset, t, out, device=device, quiet=quiet)
     if rank != 0:
         return summary
     model.cpu()
+    training = {**summary, "stage": t.stage, "initialised_from": initialised, "world_size": world, "device": device,
+                "cpu": platform.processor()}
     meta = {"package": f"fusion_prune_ros {__version__}", "git_commit": _git_commit(), "config": to_dict(cfg),
-            "data": _data_version(cfg.data.dataroot), "training": {**summary, "world_size": world,
-                                                                   "device": device, "cpu": platform.processor()},
+            "data": _data_version(cfg.data.dataroot), "training": training,
             "command": f"fusion-prune train --config <{cfg.name}.yaml> --out {out}",
             "complexity": count_flops(model, cfg)}
     if evaluate:
@@ -74,7 +80,7 @@ def train_detector(cfg: DetectorConfig, out: Path, device: str = "cpu", quiet: b
         nusc = open_nuscenes(cfg.data.dataroot, cfg.data.version)
         val_cache = build_cache(cfg, cfg.data.val_split, quiet=quiet)
         results = evaluate_conditions(torch_runner(model), val_cache, cfg, nusc, cfg.data.val_split,
-                                      out / "eval", quiet=quiet)
+                                      out / "eval", conditions=STAGE_CONDITIONS[t.stage], quiet=quiet)
         meta["metrics"] = {name: brief_metrics(s) for name, s in results.items()}
     save_detector(model, cfg, out / "model.pt", meta)
     (out / "metrics.json").write_text(json.dumps(meta, indent=1))
