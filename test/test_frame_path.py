@@ -22,7 +22,7 @@ class _ReferenceSweeps:
     def __init__(self, key, earlier):
         self.points = reference_cloud(key, list(earlier))
 
-    def cloud(self, pool=None):
+    def cloud(self):
         return self.points
 
 
@@ -31,8 +31,7 @@ def _use_references(monkeypatch):
     monkeypatch.setattr(assembler, "MultiSweep", _ReferenceSweeps)
     monkeypatch.setattr(assembled, "network_image", lambda image, cfg: reference_camera_images(image[None], cfg)[0])
     monkeypatch.setattr(assembled, "normalised_planes", lambda image: np.ascontiguousarray(normalise_images(image)))
-    monkeypatch.setattr(pipeline, "lidar_bev", lambda points, grid, pool=None, bands=1: reference_lidar_bev(points,
-                                                                                                            grid))
+    monkeypatch.setattr(pipeline, "lidar_bev", reference_lidar_bev)
     monkeypatch.setattr(pipeline, "camera_grid", reference_camera_grid)
     monkeypatch.setattr(pipeline, "decode", lambda heat, reg, grid, cfg: [reference_numpy_decode(heat, reg, grid, cfg)])
 

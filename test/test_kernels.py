@@ -2,7 +2,6 @@
 / torch code gives, on real frames and on random inputs.
 
 The references below are the implementations the compiled ones replaced, kept here as the specification."""
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -151,20 +150,6 @@ def test_pillar_statistics_equal_the_numpy_reference_on_real_frames(cfg, frames)
     for frame in frames:
         assert len(frame.points) > 1000
         np.testing.assert_array_equal(lidar_bev(frame.points, cfg.grid), reference_lidar_bev(frame.points, cfg.grid))
-
-
-def test_pillar_statistics_in_bands_of_rows_equal_one_band(cfg, frames):
-    """The node's two threads (and any other split) give the same features bit for bit, the band edges included."""
-    g = cfg.grid
-    rng = np.random.default_rng(3)
-    edges = -g.bev_range + g.lidar_cell * np.arange(g.lidar_cells + 1, dtype=np.float32)
-    pts = frames[0].points.copy()
-    pts[:2000, 1] = rng.choice(edges, 2000)
-    with ThreadPoolExecutor(2) as pool:
-        for bands in (2, 3, g.lidar_cells + 5):
-            np.testing.assert_array_equal(lidar_bev(pts, g, pool, bands), lidar_bev(pts, g))
-        np.testing.assert_array_equal(lidar_bev(np.zeros((0, 5), np.float32), g, pool, 2),
-                                      reference_lidar_bev(np.zeros((0, 5), np.float32), g))
 
 
 def test_pillar_statistics_on_edge_points(cfg):

@@ -7,7 +7,6 @@ grid projects into the received image's pixels and the assembler compares the ca
 """
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +36,7 @@ class NetworkImage:
 @dataclass
 class AssembledFrame:
     """One frame as the assembler hands it to the pipeline: the sensor data picked for it, not yet merged, so that
-    the pipeline merges only what the variant's graph reads (a LiDAR-only graph never stacks the images) and can
-    share the merge between its threads.
+    the pipeline merges only what the variant's graph reads (a LiDAR-only graph never stacks the images).
 
     sweeps: the LiDAR sweeps (None: a camera-only frame). images: a `NetworkImage` per camera (black where the camera
     is absent). intrinsics (C, 3, 3); cam_from_lidar (C, 4, 4), including the ego motion between the sweep and each
@@ -57,9 +55,9 @@ class AssembledFrame:
     def lidar_present(self) -> bool:
         return self.sweeps is not None
 
-    def cloud(self, pool: Executor | None = None) -> np.ndarray:
+    def cloud(self) -> np.ndarray:
         """The (N, 5) multi-sweep cloud (x, y, z, intensity, time lag), as `data.frame.FrameInputs.points`."""
-        return self.sweeps.cloud(pool) if self.sweeps is not None else np.zeros((0, 5), np.float32)
+        return self.sweeps.cloud() if self.sweeps is not None else np.zeros((0, 5), np.float32)
 
     def image_planes(self) -> np.ndarray:
         """The network's (C, 3, height, width) float32 image input."""

@@ -80,8 +80,7 @@ class DetectorCore:
         key = self.profile.latency_key
         self.policy = Policy([Candidate(v.name, v.modality, float(v.latency_ms.get(key, 0.0)))
                               for v in self.profile.variants], cfg.policy)
-        self.pipeline = Pipeline(self.detector_cfg, self.pool, DecodeConfig(score_threshold=cfg.score_threshold),
-                                 threads=cfg.threads)
+        self.pipeline = Pipeline(self.detector_cfg, self.pool, DecodeConfig(score_threshold=cfg.score_threshold))
         self.health = SensorHealth(cfg.lidar, cfg.cameras, cfg.health)
         self.assembler = FrameAssembler(cfg.cameras, Calibration(None, {}, {}), AssemblerConfig(
             n_sweeps=self.detector_cfg.grid.n_sweeps, camera_max_age_s=cfg.camera_max_age_s,

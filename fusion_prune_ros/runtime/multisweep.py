@@ -5,18 +5,16 @@ lag as a fifth column.
 A sweep serves the next `n_sweeps - 1` frames, so it is filtered once, when it arrives (`remove_close`), and each
 frame only moves the kept points: one compiled pass per sweep writes them, transformed and with their lag, straight
 into the frame's cloud. The transform is applied in float64 and rounded to float32 afterwards, as the devkit does.
-The assembler hands the pipeline the sweeps unmerged (`MultiSweep`), so that a frame whose graph reads no LiDAR never
-merges them, and the merge can share the sweeps between the frame path's threads.
+The assembler hands the pipeline the sweeps unmerged (`MultiSweep`): a frame whose graph reads no LiDAR never merges
+them.
 """
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from ..parallel import run_split
 
 NEAR_SENSOR_M = 1.0  # the devkit's remove_close radius for multi-sweep clouds
 
@@ -46,32 +44,21 @@ def _far_points(pts, radius):
     return out
 
 
-def multisweep_cloud(key_sweep: np.ndarray, earlier: list, pool: Executor | None = None) -> np.ndarray:
+def multisweep_cloud(key_sweep: np.ndarray, earlier: list) -> np.ndarray:
     """The frame's (N, 5) float32 cloud: the key sweep's points (lag 0), then each earlier sweep's in the order given.
 
     key_sweep: (N, 4) float32, already through `remove_close`. earlier: [(points (M, 4) float32 through
-    `remove_close`, 4x4 key LiDAR <- that sweep's LiDAR, time lag in seconds)]. With a thread `pool`, the sweeps
-    are shared between this thread and one of the pool's (each writes its own rows).
+    `remove_close`, 4x4 key LiDAR <- that sweep's LiDAR, time lag in seconds)].
     """
-    sweeps = [(key_sweep, np.eye(4), 0.0, False)] + [(p, t, lag, True) for p, t, lag in earlier]
-    starts = np.cumsum([0] + [len(p) for p, *_ in sweeps])
-    out = np.empty((starts[-1], 5), np.float32)
-    jobs = [(int(start), p, np.ascontiguousarray(t, np.float64), np.float32(lag), moved)
-            for start, (p, t, lag, moved) in zip(starts, sweeps)]
-    halves = [jobs, []] if pool is None else _halves(jobs, starts)
-
-    def work(part: list) -> None:
-        for start, points, t, lag, moved in part:
-            _into(out, start, np.ascontiguousarray(points, np.float32), t, lag, moved)
-
-    run_split(work, halves, pool)
+    total = len(key_sweep) + sum(len(points) for points, _, _ in earlier)
+    out = np.empty((total, 5), np.float32)
+    n = len(key_sweep)
+    out[:n, :4] = key_sweep
+    out[:n, 4] = 0.0
+    for points, key_from_sweep, lag in earlier:
+        _moved_into(out, n, points, np.ascontiguousarray(key_from_sweep, np.float64), np.float32(lag))
+        n += len(points)
     return out
-
-
-def _halves(jobs: list, starts: np.ndarray) -> list:
-    """The sweeps split where about half the points lie before the cut."""
-    cut = int(np.searchsorted(starts[1:], starts[-1] / 2)) + 1
-    return [jobs[:cut], jobs[cut:]]
 
 
 @dataclass(frozen=True)
@@ -81,21 +68,17 @@ class MultiSweep:
     key: np.ndarray  # (N, 4) float32, through `remove_close`
     earlier: tuple  # ((points (M, 4) float32 through `remove_close`, 4x4 key LiDAR <- sweep LiDAR, lag s), ...)
 
-    def cloud(self, pool: Executor | None = None) -> np.ndarray:
-        return multisweep_cloud(self.key, list(self.earlier), pool)
+    def cloud(self) -> np.ndarray:
+        return multisweep_cloud(self.key, list(self.earlier))
 
 
 @njit(cache=True, nogil=True)
-def _into(out, start, pts, t, lag, moved):
-    """out[start + i] = (point i, moved by t in float64 and rounded to float32 when `moved`; its intensity; lag)."""
+def _moved_into(out, start, pts, t, lag):
+    """out[start + i] = (t applied to point i in float64, rounded to float32; its intensity; lag)."""
     for i in range(pts.shape[0]):
+        x, y, z = np.float64(pts[i, 0]), np.float64(pts[i, 1]), np.float64(pts[i, 2])
         row = start + i
-        if moved:
-            x, y, z = np.float64(pts[i, 0]), np.float64(pts[i, 1]), np.float64(pts[i, 2])
-            for j in range(3):
-                out[row, j] = np.float32(x * t[j, 0] + y * t[j, 1] + z * t[j, 2] + t[j, 3])
-        else:
-            for j in range(3):
-                out[row, j] = pts[i, j]
+        for j in range(3):
+            out[row, j] = np.float32(x * t[j, 0] + y * t[j, 1] + z * t[j, 2] + t[j, 3])
         out[row, 3] = pts[i, 3]
         out[row, 4] = lag

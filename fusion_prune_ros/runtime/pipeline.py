@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,22 +38,15 @@ class FrameResult:
 
 
 class Pipeline:
-    def __init__(self, cfg: DetectorConfig, pool: VariantPool, decode_cfg: DecodeConfig = DecodeConfig(),
-                 threads: int = 2):
-        """threads: how many threads merge the sweeps and accumulate the pillar statistics (this one and
-        threads - 1 helpers); the network's threads are idle meanwhile."""
+    def __init__(self, cfg: DetectorConfig, pool: VariantPool, decode_cfg: DecodeConfig = DecodeConfig()):
         self.cfg = cfg
         self.pool = pool
         self.decode_cfg = decode_cfg
         self._grids: OrderedDict = OrderedDict()
-        self._bands = max(1, threads)
-        self._helpers = ThreadPoolExecutor(self._bands - 1, "frame") if self._bands > 1 else None
         keep_freed_memory()  # a frame's arrays reuse the last frame's memory instead of faulting in fresh pages
-        # The compiled kernels of preprocessing and decoding load (or compile) now rather than on the first frame,
-        # and the helper threads start.
+        # The compiled kernels of preprocessing and decoding load (or compile) now rather than on the first frame.
         nothing = np.zeros((1, 4), np.float32)
-        lidar_bev(MultiSweep(nothing, ((nothing, np.eye(4), 0.0),)).cloud(self._helpers), cfg.grid, self._helpers,
-                  self._bands)
+        lidar_bev(MultiSweep(nothing, ((nothing, np.eye(4), 0.0),)).cloud(), cfg.grid)
         empty_map = np.full((1, 10, cfg.grid.head_cells, cfg.grid.head_cells), -10.0, np.float32)
         decode(empty_map, empty_map, cfg.grid, decode_cfg)
         camera_grid(np.eye(3)[None], np.eye(4)[None], np.ones(1, bool), (1, 1), cfg.grid, cfg.camera)
@@ -74,7 +66,7 @@ class Pipeline:
         """The network inputs a graph of `modality` needs (batch of one)."""
         out = {}
         if modality in ("fused", "lidar"):
-            out["lidar_bev"] = lidar_bev(frame.cloud(self._helpers), self.cfg.grid, self._helpers, self._bands)[None]
+            out["lidar_bev"] = lidar_bev(frame.cloud(), self.cfg.grid)[None]
         if modality in ("fused", "camera"):
             out["images"] = frame.image_planes()
             out["cam_grid"] = self._grid(frame)[None]
