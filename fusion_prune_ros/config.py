@@ -140,6 +140,12 @@ class ModelConfig:
     fused: int = 48
     bev_channels: tuple[int, ...] = (48, 96, 192)  # fused grid, 1/2, 1/4
     head_channels: int = 48
+    # The first conv of each branch reads the raw input: with this, its output channels are prunable (its input
+    # stays), so the channel-pruning floor no longer keeps it whole (prune/units.py).
+    prunable_input_convs: bool = False
+    # The exported graphs end with the head's sub-cell maps and the decoder applies the pixel shuffle, a pure
+    # permutation (model/head.py): two DepthToSpace nodes and a layout reorder less in every graph.
+    subcells_to_decoder: bool = False
 
 
 @dataclass

@@ -203,3 +203,48 @@ def test_circle_nms_is_the_greedy_per_class_rule():
     out = circle_nms(det)
     assert sorted(out.scores.tolist()) == sorted(det.scores[kept].tolist())
     assert 0 < len(out) < n
+
+
+def test_head_grid_is_torchs_pixel_shuffle_and_leaves_head_grid_maps_alone(cfg):
+    from fusion_prune_ros.model.decode import head_grid
+
+    n = cfg.grid.head_cells
+    sub = torch.randn(2, 40, n // 2, n // 2)
+    np.testing.assert_array_equal(head_grid(sub.numpy(), cfg.grid), torch.nn.functional.pixel_shuffle(sub, 2).numpy())
+    full = np.random.default_rng(0).normal(size=(1, 10, n, n)).astype(np.float32)
+    assert head_grid(full, cfg.grid) is full
+    with pytest.raises(ValueError, match="fit neither"):
+        head_grid(np.zeros((1, 10, n // 2, n // 3), np.float32), cfg.grid)
+
+
+def test_a_detector_leaving_the_shuffle_to_the_decoder_exports_sub_cell_maps_with_the_same_detections(cfg, tmp_path):
+    """The graphs end with the head's 1x1 convs (no DepthToSpace); decoded, their outputs give the torch model's
+    detections, and the torch model itself (training, evaluation, pruning) still gives head-grid maps."""
+    import copy
+
+    import onnx
+
+    from fusion_prune_ros.export.onnx_export import onnx_session
+    from fusion_prune_ros.model.graph_io import INPUT_NAMES
+
+    sub_cfg = copy.deepcopy(cfg)
+    sub_cfg.model.subcells_to_decoder = True
+    torch.manual_seed(0)
+    m = FusionDetector(sub_cfg).eval()
+    inputs = _random_inputs(sub_cfg)
+    inputs[3] = torch.ones_like(inputs[3])
+    with torch.no_grad():
+        heat, reg = m(*inputs)
+    assert heat.shape[-1] == cfg.grid.head_cells
+    paths = export_all(m, sub_cfg, tmp_path)
+    for mode, path in paths.items():
+        assert parity(m, sub_cfg, mode, path) < 1e-3, mode
+        assert "DepthToSpace" not in {node.op_type for node in onnx.load(str(path)).graph.node}, mode
+    got = onnx_session(paths["fused"]).run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], inputs)})
+    assert got[0].shape[1] == 40 and got[0].shape[-1] == cfg.grid.head_cells // 2
+    dc = DecodeConfig(score_threshold=0.05)
+    (from_graph,), (from_torch,) = decode(*got, sub_cfg.grid, dc), decode(heat.numpy(), reg.numpy(), sub_cfg.grid, dc)
+    assert len(from_torch) > 0
+    np.testing.assert_array_equal(from_graph.labels, from_torch.labels)
+    np.testing.assert_allclose(from_graph.scores, from_torch.scores, atol=1e-4)
+    np.testing.assert_allclose(from_graph.boxes, from_torch.boxes, atol=1e-3)

@@ -22,7 +22,7 @@ from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.export.onnx_export import sha256
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
-from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, nm24_masks, unstructured_masks
+from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, narrowest, nm24_masks, unstructured_masks
 from fusion_prune_ros.prune.allocation import Allocation
 from fusion_prune_ros.prune.importance import Scores
 from fusion_prune_ros.prune.method import Plan
@@ -35,7 +35,7 @@ from fusion_prune_ros.prune.framework_version import FRAMEWORK_VERSION
 from fusion_prune_ros.prune.retime import channel_floor, remeasure_latency
 from fusion_prune_ros.prune.sweep import (COLUMNS, SweepConfig, carried_rows, load_sweep_config, plan, read_log,
                                        read_rows, rows, run_sweep)
-from fusion_prune_ros.prune.units import DENSE, Unit, prunable_params, prunable_units, weights_of
+from fusion_prune_ros.prune.units import INPUT_CONVS, OUTPUT_CONVS, Unit, prunable_params, prunable_units, weights_of
 from fusion_prune_ros.prune.variant import PruneConfig, PruneSpec, _apply
 from fusion_prune_ros.prune.variant_claim import CLAIM, VariantBusy, claimed
 from fusion_prune_ros.runtime.latency_key import ORT_CPU_2T
@@ -70,7 +70,27 @@ def test_units_are_tagged_and_first_and_last_convs_stay_dense(model):
     m, _ = model
     units = prunable_units(m)
     assert {u.modality for u in units} == {"camera", "lidar", "fusion", "head"}
-    assert not {u.name for u in units} & set(DENSE)
+    assert not {u.name for u in units} & {*INPUT_CONVS, *OUTPUT_CONVS}
+
+
+def test_a_detector_with_prunable_input_convs_prunes_their_outputs_and_keeps_the_raw_inputs(model):
+    """The channel floor of such a detector narrows the two input convs too; the graphs still read 14 pillar
+    channels and 3 colour planes."""
+    import copy
+
+    m, cfg = model
+    wide = copy.deepcopy(m)
+    wide.prunable_input_convs = True
+    assert set(INPUT_CONVS) <= {u.name for u in prunable_units(wide)}
+    assert not {u.name for u in prunable_units(wide)} & set(OUTPUT_CONVS)
+    floor = narrowest(wide, _inputs(cfg))
+    for name in INPUT_CONVS:
+        dense_conv, narrow_conv = dict(wide.named_modules())[name], dict(floor.named_modules())[name]
+        assert narrow_conv.out_channels < dense_conv.out_channels
+        assert narrow_conv.in_channels == dense_conv.in_channels
+    with torch.no_grad():
+        heat, reg = floor(*_inputs(cfg))
+    assert heat.shape[1] == 10 and reg.shape[1] == 10
 
 
 def test_unstructured_masks_hit_the_sparsity_exactly(model):

@@ -2,8 +2,8 @@
 
 Shapes inside are static (batch 1, six cameras): dynamic point counts stay in preprocessing, and TensorRT builds
 its fastest engines for static shapes. torch's default (dynamo + onnxscript) exporter at opset 18, its native
-opset (GridSample needs >= 16); the graph holds only Conv, ConvTranspose, GridSample, DepthToSpace, Resize and
-shape ops, all supported by TensorRT 10.
+opset (GridSample needs >= 16); the graph holds only Conv, ConvTranspose, GridSample, DepthToSpace (unless the
+detector leaves the head's pixel shuffle to the decoder), Resize and shape ops, all supported by TensorRT 10.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from ..config import DetectorConfig
 from ..errors import UserError
-from ..model.detector import FusionDetector
+from ..model.detector import FusionDetector, deployed_outputs
 from ..model.flops import example_inputs, graph
 from ..model.graph_io import INPUT_NAMES, OUTPUT_NAMES
 
@@ -29,7 +29,7 @@ def export_onnx(model: FusionDetector, cfg: DetectorConfig, mode: str, path: str
     model.eval()
     inputs = example_inputs(cfg)[mode]
     tmp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad():
+    with torch.no_grad(), deployed_outputs(model):
         torch.onnx.export(graph(model, mode), inputs, str(tmp), input_names=INPUT_NAMES[mode],
                           output_names=OUTPUT_NAMES, opset_version=OPSET, dynamo=True, verbose=False,
                           external_data=False)
@@ -75,7 +75,7 @@ def parity(model: FusionDetector, cfg: DetectorConfig, mode: str, path: str | Pa
     inputs = [torch.rand(t.shape, generator=gen) * 2 - 1 for t in example_inputs(cfg)[mode]]
     if mode == "fused":
         inputs[3] = torch.ones_like(inputs[3])
-    with torch.no_grad():
+    with torch.no_grad(), deployed_outputs(model):
         expected = graph(model.eval(), mode)(*inputs)
     session = onnx_session(path)
     got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES[mode], inputs)})

@@ -36,11 +36,27 @@ class DecodeConfig:
 
 def decode(heatmap_logits: np.ndarray, regression: np.ndarray, grid: GridConfig,
            cfg: DecodeConfig = DecodeConfig()) -> list:
-    """(B, 10, H, W) logits and (B, 10, H, W) regression (float32 arrays) -> a list of B Detections."""
-    heat = np.asarray(heatmap_logits, np.float32)
-    reg = np.asarray(regression, np.float32)
+    """(B, 10, H, W) logits and (B, 10, H, W) regression (float32 arrays) on the head grid, or the head's sub-cell
+    maps (`head_grid`), -> a list of B Detections."""
+    heat = head_grid(np.asarray(heatmap_logits, np.float32), grid)
+    reg = head_grid(np.asarray(regression, np.float32), grid)
     thresholds = cfg.thresholds()
     return [decode_frame(h, r, grid, cfg, thresholds) for h, r in zip(heat, reg)]
+
+
+def head_grid(maps: np.ndarray, grid: GridConfig) -> np.ndarray:
+    """(B, C, N, N) maps on the head grid as they are; (B, C * r * r, N / r, N / r) sub-cell maps, which the graphs
+    of a detector with `subcells_to_decoder` end with, shuffled onto it: out[c, y r + i, x r + j] =
+    in[c r r + i r + j, y, x], torch's pixel shuffle."""
+    b, c, h, w = maps.shape
+    if h == grid.head_cells:
+        return maps
+    r = grid.head_cells // h
+    if r * h != grid.head_cells or h != w or c % (r * r):
+        raise ValueError(f"maps of shape {maps.shape} fit neither the {grid.head_cells}-cell head grid nor its "
+                         f"sub-cell layout")
+    return maps.reshape(b, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c // (r * r), h * r,
+                                                                                         w * r)
 
 
 def decode_frame(logits: np.ndarray, reg: np.ndarray, grid: GridConfig, cfg: DecodeConfig,

@@ -7,6 +7,8 @@ input channels: exactly what the fused network computes when the other branch is
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,9 +24,15 @@ MODES = ("fused", "lidar", "camera")
 
 
 class FusionDetector(nn.Module):
+    # Class defaults, so that detectors pickled whole before these options existed read them too.
+    prunable_input_convs = False  # see ModelConfig
+    subcells_to_decoder = False
+
     def __init__(self, cfg: DetectorConfig):
         super().__init__()
         m, g = cfg.model, cfg.grid
+        self.prunable_input_convs = m.prunable_input_convs
+        self.subcells_to_decoder = m.subcells_to_decoder
         self.lidar = LidarBranch(LIDAR_FEATURES, m.lidar_channels, m.lidar_bev)
         self.camera = CameraBranch(m.camera_channels, m.camera_out, m.camera_bev, len(g.lift_heights))
         self.fuser = ConvFuser(m.lidar_bev, m.camera_bev, m.fused)
@@ -60,6 +68,18 @@ class SingleModality(nn.Module):
         d = self.detector
         x = d.lidar(*inputs) if self.modality == "lidar" else d.camera(*inputs)
         return d.head(d.bev(self._fuse(x)))
+
+
+@contextmanager
+def deployed_outputs(model: FusionDetector):
+    """Within it, the detector's outputs are laid out as its exported graphs give them: sub-cell maps for a
+    detector with `subcells_to_decoder` (the decoder shuffles them, `decode.head_grid`), the head grid otherwise."""
+    head = model.head
+    head.shuffle_outputs = not model.subcells_to_decoder
+    try:
+        yield model
+    finally:
+        del head.shuffle_outputs  # back to the class default
 
 
 def build_detector(cfg: DetectorConfig) -> FusionDetector:

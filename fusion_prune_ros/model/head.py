@@ -48,7 +48,14 @@ def _up(cin: int, cout: int) -> nn.Sequential:
 
 class CenterHead(nn.Module):
     """Shared 3x3 conv, then 1x1 convs predicting 2x2 sub-cells each; pixel shuffle gives the head grid at twice
-    the fused resolution for the cost of 1x1 convs (a 3x3 conv at the head grid would cost as much as the rest)."""
+    the fused resolution for the cost of 1x1 convs (a 3x3 conv at the head grid would cost as much as the rest).
+
+    `shuffle_outputs` False returns the sub-cell maps unshuffled, (num_classes * 4, H, W) and (10 * 4, H, W): how
+    the exported graphs of a detector with `subcells_to_decoder` end (`deployed_outputs`), leaving the shuffle, a
+    pure permutation, to the decoder (`decode.head_grid`): in the graph it is two DepthToSpace nodes and a layout
+    reorder that no pruning narrows."""
+
+    shuffle_outputs = True  # a class default: detectors pickled whole before the option existed read it too
 
     def __init__(self, cin: int, mid: int, num_classes: int, upscale: int = 2):
         super().__init__()
@@ -61,4 +68,5 @@ class CenterHead(nn.Module):
 
     def forward(self, x):
         x = self.shared(x)
-        return self.shuffle(self.heatmap(x)), self.shuffle(self.regression(x))
+        heat, reg = self.heatmap(x), self.regression(x)
+        return (self.shuffle(heat), self.shuffle(reg)) if self.shuffle_outputs else (heat, reg)

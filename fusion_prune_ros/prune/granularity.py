@@ -26,7 +26,7 @@ import torch_pruning as tp
 from torch import nn
 
 from .importance import Scores
-from .units import DENSE, prunable_params, prunable_units
+from .units import dense_layers, prunable_params, prunable_units
 
 GRANULARITIES = ("channel", "nm24", "unstructured")
 MIN_KEEP = 0.05  # every dependency group keeps at least this fraction of its channels (and at least one)
@@ -231,7 +231,7 @@ def _prune_at(model: nn.Module, scores: Scores, factor: float, example_inputs: t
     importance = ScoreImportance({modules[n]: s for n, s in scores.for_channels().items() if n in modules})
     kept = {n: torch.ones_like(modules[n].weight, dtype=torch.bool) for n in scores.weights if n in modules}
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_inputs)
-    ignored = [modules[n] for n in DENSE]
+    ignored = [modules[n] for n in dense_layers(pruned)]
     plans, members = [], {}
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.ConvTranspose2d]):
         imp = importance(group)

@@ -1,8 +1,8 @@
 """Prunable units: the conv weights of the camera branch, the LiDAR branch, the fuser and the BEV backbone / head,
 each tagged with its modality (docs/pruning.md, "The framework").
 
-The first conv of each branch (it reads the raw input) and the final 1x1 head convs (they define the outputs) stay
-dense. Biases and BatchNorm are not scored; under channel pruning BatchNorm is sliced with its conv.
+The final 1x1 head convs (they define the outputs) stay dense, and so does the first conv of each branch (it reads the
+raw input) unless the detector makes its output channels prunable. Biases and BatchNorm are not scored; under channel pruning BatchNorm is sliced with its conv.
 """
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from torch import nn
 
 MODALITY_OF_PREFIX = (("camera.", "camera"), ("lidar.", "lidar"), ("fuser.", "fusion"), ("bev.", "fusion"),
                       ("head.", "head"))
-DENSE = ("lidar.stem.0", "camera.backbone.stem.0", "head.heatmap", "head.regression")
+INPUT_CONVS = ("lidar.stem.0", "camera.backbone.stem.0")
+OUTPUT_CONVS = ("head.heatmap", "head.regression")
+
+
+def dense_layers(model: nn.Module) -> tuple:
+    """The convs no pruning touches: the two output convs, and the input convs unless the detector makes their
+    output channels prunable (`ModelConfig.prunable_input_convs`; their inputs, the raw data, stay whole)."""
+    return OUTPUT_CONVS + (() if getattr(model, "prunable_input_convs", False) else INPUT_CONVS)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ def modality_of(name: str) -> str:
 
 def prunable_units(model: nn.Module) -> list:
     return [Unit(name, module, modality_of(name)) for name, module in model.named_modules()
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and name not in DENSE]
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and name not in dense_layers(model)]
 
 
 def prunable_params(model: nn.Module) -> int:
