@@ -3,6 +3,7 @@ from both, each a resumable run of its own config."""
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,18 @@ def test_stage_settings_that_cannot_work_are_one_line_errors(tiny_root, train, m
         setattr(cfg.train, key, value)
     with pytest.raises(UserError, match=message):
         check_stage(cfg.train)
+
+
+def test_the_v2_recipe_is_three_stages_of_one_architecture():
+    from fusion_prune_ros.config import to_dict
+
+    folder = SMALL.parent / "v2"
+    stages = {s: load_yaml(DetectorConfig, folder / f"{s}.yaml") for s in ("lidar", "camera", "fused")}
+    for name, cfg in stages.items():
+        assert cfg.train.stage == name
+        check_stage(cfg.train)
+        assert to_dict(cfg.model) == to_dict(stages["fused"].model) and cfg.grid == stages["fused"].grid
+    assert stages["fused"].train.init_lidar and stages["fused"].train.init_camera
+    widths = [w for name in ("lidar_channels", "camera_out", "camera_bev", "lidar_bev", "fused", "bev_channels",
+                             "head_channels") for w in np.atleast_1d(getattr(stages["fused"].model, name))]
+    assert all(w % 16 == 0 for w in widths)
