@@ -97,3 +97,22 @@ def test_the_v2_recipe_is_three_stages_of_one_architecture():
     widths = [w for name in ("lidar_channels", "camera_out", "camera_bev", "lidar_bev", "fused", "bev_channels",
                              "head_channels") for w in np.atleast_1d(getattr(stages["fused"].model, name))]
     assert all(w % 16 == 0 for w in widths)
+
+
+def test_a_single_modality_stage_reads_only_its_modality(tiny_root):
+    """A stage's frames carry its modality as the fused training reads it and zeros for the other (not read)."""
+    from fusion_prune_ros.data.dataset import Augment, DetectionDataset, build_cache
+
+    cfg = _stage(tiny_root, "fused")
+    cache = build_cache(cfg, "mini_train", quiet=True)
+    aug = Augment(flip=True, photometric=True)
+    full = DetectionDataset(cache, cfg, aug, seed=0)[(3, 1)]
+    lidar = DetectionDataset(cache, cfg, aug, presence=(1.0, 0.0), seed=0)[(3, 1)]
+    camera = DetectionDataset(cache, cfg, aug, presence=(0.0, 1.0), seed=0)[(3, 1)]
+    np.testing.assert_array_equal(lidar["lidar_bev"], full["lidar_bev"])
+    np.testing.assert_array_equal(camera["images"], full["images"])
+    np.testing.assert_array_equal(camera["cam_grid"], full["cam_grid"])
+    for item, absent in ((lidar, ("images", "cam_grid")), (camera, ("lidar_bev",))):
+        for key in absent:
+            assert item[key].shape == full[key].shape and item[key].dtype == full[key].dtype and not item[key].any()
+        np.testing.assert_array_equal(item["heatmap"], full["heatmap"])

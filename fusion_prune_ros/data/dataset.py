@@ -21,8 +21,8 @@ from tqdm import tqdm
 from ..atomic import built_in_place
 from ..config import DetectorConfig, to_dict
 from ..errors import UserError
-from ..model.detector import LIDAR_FEATURES
-from ..model.pillars import lidar_bev
+from ..model.graph_io import input_shapes
+from ..model.pillars import LIDAR_FEATURES, lidar_bev
 from ..model.preprocess import camera_grid, camera_images, normalise_images
 from ..model.targets import build_targets, flip_boxes
 from .frame import load_frame
@@ -143,7 +143,9 @@ class DetectionDataset(torch.utils.data.Dataset):
     A BEV flip mirrors the pseudo-image, the boxes and (through `camera_grid`) where each BEV cell samples the
     images, so camera and LiDAR stay aligned. Modality dropout zeroes a branch and sets its presence flag, the
     first-class 'sensor missing' state the network must handle; single cameras drop out of the sampling grid.
-    `presence` forces a modality state for evaluation ((1, 1) fused, (1, 0) camera lost, (0, 1) LiDAR lost).
+    `presence` forces a modality state for evaluation ((1, 1) fused, (1, 0) camera lost, (0, 1) LiDAR lost) and
+    for a single-modality training stage; a modality it sets absent is not read or augmented at all (its inputs
+    are zeros), which a LiDAR-only stage would otherwise spend on six images per frame.
     """
 
     def __init__(self, cache: FrameCache, cfg: DetectorConfig, augment: Augment = Augment(),
@@ -172,25 +174,39 @@ class DetectionDataset(torch.utils.data.Dataset):
         cams = c.camera_present[i].copy()
         if aug.drop_single_camera:
             cams &= rng.random(len(cams)) >= aug.drop_single_camera
-        bev = np.asarray(c.lidar[i], np.float32)
-        if flip_x:
-            bev = bev[:, :, ::-1]
-        if flip_y:
-            bev = bev[:, ::-1, :]
-        images = np.asarray(c.images[i])
-        if aug.photometric:
-            gain = rng.uniform(0.7, 1.3)
-            bias = rng.uniform(-20, 20)
-            images = np.clip(images.astype(np.float32) * gain + bias, 0, 255)
-        grid = camera_grid(c.intrinsics[i], c.cam_from_lidar[i], cams, c.src_size, cfg.grid, cfg.camera,
-                           flip_x, flip_y)
-        item = {"index": i, "lidar_bev": np.ascontiguousarray(bev) * presence[0],
-                "images": normalise_images(images) * presence[1], "cam_grid": grid, "presence": presence}
+        item = {"index": i, "presence": presence}
+        item["lidar_bev"] = self._lidar(i, flip_x, flip_y) * presence[0] if self.presence[0] else \
+            np.zeros((LIDAR_FEATURES, cfg.grid.lidar_cells, cfg.grid.lidar_cells), np.float32)
+        if self.presence[1]:
+            item["images"] = self._images(i, rng) * presence[1]
+            item["cam_grid"] = camera_grid(c.intrinsics[i], c.cam_from_lidar[i], cams, c.src_size, cfg.grid,
+                                           cfg.camera, flip_x, flip_y)
+        else:
+            shapes = input_shapes(cfg, batch=1, n_cameras=c.images.shape[1])
+            item["images"] = np.zeros(shapes["images"], np.float32)
+            item["cam_grid"] = np.zeros(shapes["cam_grid"][1:], np.float32)
         if self.targets:
             boxes = flip_boxes(c.boxes[i], flip_x, flip_y)
             item["heatmap"], item["regression"], item["reg_mask"], item["vel_mask"] = build_targets(
                 boxes, c.labels[i], cfg.grid)
         return item
+
+
+    def _lidar(self, i: int, flip_x: bool, flip_y: bool) -> np.ndarray:
+        bev = np.asarray(self.cache.lidar[i], np.float32)
+        if flip_x:
+            bev = bev[:, :, ::-1]
+        if flip_y:
+            bev = bev[:, ::-1, :]
+        return np.ascontiguousarray(bev)
+
+    def _images(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        images = np.asarray(self.cache.images[i])
+        if self.augment.photometric:
+            gain = rng.uniform(0.7, 1.3)
+            bias = rng.uniform(-20, 20)
+            images = np.clip(images.astype(np.float32) * gain + bias, 0, 255)
+        return normalise_images(images)
 
 
 def collate(items: list) -> dict:

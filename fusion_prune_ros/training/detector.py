@@ -21,7 +21,7 @@ from ..model.checkpoint import save_detector
 from ..model.detector import build_detector
 from ..model.flops import count_flops
 from .fit import fit
-from .stages import STAGE_CONDITIONS, check_stage, initialise_fusion, trained_module
+from .stages import STAGE_CONDITIONS, STAGE_PRESENCE, check_stage, initialise_fusion, trained_module
 
 
 def _git_commit() -> str:
@@ -59,7 +59,7 @@ def train_detector(cfg: DetectorConfig, out: Path, device: str = "cpu", quiet: b
     t = cfg.train
     augment = Augment(flip=t.flip, drop_lidar=t.drop_lidar, drop_camera=t.drop_camera,
                       drop_single_camera=t.drop_single_camera, photometric=True)
-    dataset = DetectionDataset(train_cache, cfg, augment, seed=t.seed)
+    dataset = DetectionDataset(train_cache, cfg, augment, presence=STAGE_PRESENCE[t.stage], seed=t.seed)
     model = build_detector(cfg)
     initialised = initialise_fusion(model, cfg, t.init_lidar, t.init_camera) if t.init_lidar else None
     summary = fit(trained_module(model, t.stage), dataset, t, out, device=device, quiet=quiet)

@@ -34,6 +34,8 @@ STAGES = ("lidar", "camera", "fused")
 # sensor absent (SingleModality computes exactly that).
 STAGE_CONDITIONS = {"lidar": ("camera_lost",), "camera": ("lidar_lost",),
                     "fused": ("fused", "camera_lost", "lidar_lost")}
+# The modalities a stage's training frames carry: the other one is neither read nor augmented (DetectionDataset).
+STAGE_PRESENCE = {"lidar": (1.0, 0.0), "camera": (0.0, 1.0), "fused": (1.0, 1.0)}
 
 
 class SingleStageForward(nn.Module):
