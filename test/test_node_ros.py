@@ -339,3 +339,10 @@ def test_sigint_while_another_process_keeps_publishing_stops_the_node(harness, s
         player.wait()
     log = (tmp_path / "node.log").read_text()
     assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_bench_times_the_node_from_process_start_to_active(shipped):
+    from fusion_prune_ros.tools.bench import node_start_to_active
+
+    timed = node_start_to_active(str(shipped / "profiles" / "dense.yaml"), domain=next(_domains))
+    assert 0 < timed["process_start_to_services_s"] < timed["process_start_to_active_s"] < 60

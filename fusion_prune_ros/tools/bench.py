@@ -8,7 +8,8 @@
   time, timed in alternating rounds in the same run;
 - budget adherence: the share of frames within a latency budget the ladder can meet, the policy choosing variants
   (tools/budget_adherence.py), and the first frame after each switch against the steady p95;
-- start: process start to a core with every variant loaded and warm (imports included);
+- start: process start to a core with every variant loaded and warm (imports included), and the ROS node from
+  process start to its lifecycle state active, driven over DDS;
 - switch: the first run after a variant switch against steady state (all variants are warm in the pool);
 - DDS: delivery of 1 MB best-effort PointCloud2 messages between two processes on loopback, with and without the
   shipped Fast DDS profile.
@@ -137,6 +138,30 @@ def start_time(profile_path: str, variants: int) -> dict:
     return {"process_start_to_ready_s": round(seconds, 2), "variants": variants}
 
 
+def node_start_to_active(profile_path: str, domain: int = 79) -> dict:
+    """Seconds from starting `fusion_prune_node` to its lifecycle state `active`, driven over DDS (loopback) as an
+    operator does: to its lifecycle services answering, and to `active` after configure (which loads and warms
+    every variant) and activate."""
+    from ..ros.remote import NodeClient, NodeProcess
+
+    with tempfile.TemporaryDirectory(prefix="bench_node_") as tmp:
+        t0 = time.perf_counter()
+        process = NodeProcess({"profile": Path(profile_path).resolve(), "backend": "onnxruntime", "device": "cpu"},
+                              domain, Path(tmp) / "node.log")
+        client = NodeClient(domain, "bench_driver")
+        try:
+            client.state()  # waits for the lifecycle services
+            services = time.perf_counter() - t0
+            client.configure_and_activate()
+            active = time.perf_counter() - t0
+            if client.state() != "active":
+                raise RuntimeError("the node did not reach the active state")
+        finally:
+            client.close()
+            process.stop()
+    return {"process_start_to_services_s": round(services, 2), "process_start_to_active_s": round(active, 2)}
+
+
 def switch_cost(profile: Profile, iterations: int = 20) -> dict:
     """Steady-state network time vs the first run right after switching from another variant."""
     cfg = load_yaml(DetectorConfig, profile.path(profile.detector))
@@ -250,6 +275,8 @@ def run_bench(profile_path: str, bag: str | None, out: Path, iterations: int = 3
                              [start_time(profile_path, len(profile.variants))]))
     sections.append(markdown("Variant switch cost (all variants loaded and warm)", [switch_cost(profile)]))
     if dds:
+        sections.append(markdown("The node (`fusion_prune_node`) from process start to active, every variant warm, "
+                                 "driven over DDS", [node_start_to_active(profile_path)]))
         sections.append(markdown("DDS delivery of 1 MB best-effort PointCloud2 at 10 Hz, two processes, loopback",
                                  dds_delivery()))
     header = (f"# Benchmarks\n\nMeasured with `fusion-prune bench` on {cpu_description()}, "
