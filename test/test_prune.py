@@ -369,6 +369,17 @@ def _verdicts(text: str) -> dict:
     return {(r["level"], r["method"]): r for r in t["rows"]}
 
 
+def test_a_method_rebuilt_under_newer_rules_is_judged_on_its_new_rows_only():
+    """DM3D's seed 0 rebuilt under framework 2 beside its framework-1 seed 1: the verdict takes the new row alone,
+    not a mean of the two (which would be a mean of two different methods)."""
+    table = [_row("dense", "dense", 0.0, 0, 0.80, 0.70, 30.0, "-"),
+             _row("m80", "magnitude", 0.8, 0, 0.50, 0.50, 10.0), _row("m80b", "magnitude", 0.8, 1, 0.49, 0.49, 10.0),
+             {**_row("d80", "dm3d", 0.8, 0, 0.51, 0.52, 12.0), "framework": 2},
+             {**_row("d80b", "dm3d", 0.8, 1, 0.30, 0.30, 12.0), "framework": 1}]
+    row = _verdicts("\n".join(findings(table, [])))[("80%", "dm3d")]
+    assert row["seeds (method / magnitude)"] == "1 / 2" and number(row["NDS"]) == pytest.approx(0.52)
+
+
 def test_findings_judge_the_targets_from_the_rows():
     table = [_row("dense", "dense", 0.0, 0, 0.80, 0.70, 30.0, "-"),
              _row("m80", "magnitude", 0.8, 0, 0.50, 0.50, 10.0), _row("m80b", "magnitude", 0.8, 1, 0.49, 0.49, 10.0),

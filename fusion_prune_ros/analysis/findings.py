@@ -128,11 +128,18 @@ def _seed0(rows: list) -> dict:
 
 
 def _by_level(rows: list) -> dict:
-    """(method, level) -> the rows of its seeds."""
+    """(method, level) -> the rows of its seeds, those of the newest framework version that built any of them: a
+    method rebuilt under new rules is judged on its new rows, never on a mean of old and new ones."""
     groups = defaultdict(list)
     for r in rows:
         groups[(r["method"], r["sparsity"])].append(r)
-    return groups
+    newest = {key: max(_framework(r) for r in rs) for key, rs in groups.items()}
+    return {key: [r for r in rs if _framework(r) == newest[key]] for key, rs in groups.items()}
+
+
+def _framework(row) -> int:
+    version = row.get("framework")
+    return int(version) if version == version and version is not None else 0  # NaN: written before the column
 
 
 def _seed_means(rows: list) -> dict:
