@@ -346,3 +346,35 @@ def test_bench_times_the_node_from_process_start_to_active(shipped):
 
     timed = node_start_to_active(str(shipped / "profiles" / "dense.yaml"), domain=next(_domains))
     assert 0 < timed["process_start_to_services_s"] < timed["process_start_to_active_s"] < 60
+
+
+def test_a_transition_whose_answer_is_lost_is_judged_by_the_nodes_state():
+    """An unanswered ChangeState is not sent again blindly: carried out (answer lost) -> True without resending;
+    still under way -> wait for it; never received -> sent again."""
+    from types import SimpleNamespace
+
+    from fusion_prune_ros.errors import UserError
+    from fusion_prune_ros.ros.remote import NodeClient
+
+    def client(answers, states):
+        c = object.__new__(NodeClient)  # no ROS: the service calls are scripted
+        c.sent = 0
+
+        def call(*_, **__):
+            c.sent += 1
+            answer = answers.pop(0)
+            if answer is None:
+                raise UserError("service /fusion_prune/change_state did not answer within 5 s")
+            return SimpleNamespace(success=answer)
+
+        c.call, c.state = call, lambda node="": states.pop(0)
+        return c
+
+    lost_answer = client([None], ["inactive"])
+    assert lost_answer.transition(Transition.TRANSITION_CONFIGURE) and lost_answer.sent == 1
+    under_way = client([None], ["configuring", "configuring", "inactive"])
+    assert under_way.transition(Transition.TRANSITION_CONFIGURE) and under_way.sent == 1
+    never_received = client([None, True], ["inactive"])
+    assert never_received.transition(Transition.TRANSITION_ACTIVATE) and never_received.sent == 2
+    refused = client([False], [])
+    assert not refused.transition(Transition.TRANSITION_ACTIVATE) and refused.sent == 1

@@ -30,6 +30,9 @@ FASTDDS_PROFILE = share_file("config/fastdds.xml")
 # the Jazzy wheels: only the first loads the profile (1 MB best-effort clouds: 30 of 30 delivered vs 12-15 of 30).
 PROFILE_ENV_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 NODE_NAME = "fusion_prune"
+RESEND_S = 5.0  # an unanswered service request is sent again after this long (NodeClient.call)
+TRANSITION_GOALS = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_ACTIVATE: "active",
+                    Transition.TRANSITION_DEACTIVATE: "inactive", Transition.TRANSITION_CLEANUP: "unconfigured"}
 
 
 def ros_env(domain: int, log_dir: Path) -> dict:
@@ -98,21 +101,48 @@ class NodeClient:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def call(self, srv_type, service: str, request, timeout: float = 60.0):
+    def call(self, srv_type, service: str, request, timeout: float = 60.0, resend: bool = True):
+        """The service's answer to `request`. A fresh client's first request can go unanswered for good: Fast DDS
+        reports the service as available once the request topic is matched, and a server that has not yet matched
+        the client's reply reader drops the reply (seen once in a few hundred calls here, a get_state of a node
+        that had just started). So a request unanswered after RESEND_S seconds is sent again, `resend` being
+        for requests that may run twice (queries); `transition` handles the others."""
         client = self.node.create_client(srv_type, service)
         if not client.wait_for_service(timeout_sec=timeout):
             raise UserError(f"service {service} did not appear within {timeout:.0f} s")
-        future = client.call_async(request)
         deadline = time.time() + timeout
-        while not future.done():
-            if time.time() > deadline:
-                raise UserError(f"service {service} did not answer within {timeout:.0f} s")
-            time.sleep(0.02)
-        return future.result()
+        while True:
+            future = client.call_async(request)
+            again = time.time() + RESEND_S if resend else deadline
+            while not future.done():
+                if time.time() > deadline:
+                    raise UserError(f"service {service} did not answer within {timeout:.0f} s")
+                if time.time() > again:
+                    break
+                time.sleep(0.02)
+            if future.done():
+                return future.result()
 
-    def transition(self, transition_id: int, node: str = NODE_NAME) -> bool:
-        return self.call(ChangeState, f"/{node}/change_state",
-                         ChangeState.Request(transition=Transition(id=transition_id))).success
+    def transition(self, transition_id: int, node: str = NODE_NAME, timeout: float = 60.0) -> bool:
+        """Request a lifecycle transition; True when the node carried it out. A ChangeState is not sent twice
+        blindly: when its answer does not come within RESEND_S seconds, the node's state says whether it was
+        carried out (the answer lost), is still under way (configure loads every variant), or was never
+        received (then it is sent again)."""
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return self.call(ChangeState, f"/{node}/change_state", request, timeout=RESEND_S,
+                                 resend=False).success
+            except UserError:
+                if time.time() > deadline:
+                    raise
+            state = self.state(node)
+            while state.endswith("ing") and time.time() < deadline:  # configuring, activating, ...
+                time.sleep(0.1)
+                state = self.state(node)
+            if state == TRANSITION_GOALS.get(transition_id):
+                return True
 
     def state(self, node: str = NODE_NAME) -> str:
         return self.call(GetState, f"/{node}/get_state", GetState.Request()).current_state.label
