@@ -191,7 +191,6 @@ class DetectionDataset(torch.utils.data.Dataset):
                 boxes, c.labels[i], cfg.grid)
         return item
 
-
     def _lidar(self, i: int, flip_x: bool, flip_y: bool) -> np.ndarray:
         bev = np.asarray(self.cache.lidar[i], np.float32)
         if flip_x:

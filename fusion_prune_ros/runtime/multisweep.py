@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-
 NEAR_SENSOR_M = 1.0  # the devkit's remove_close radius for multi-sweep clouds
 
 

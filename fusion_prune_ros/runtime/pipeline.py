@@ -21,7 +21,7 @@ from ..model.decode import DecodeConfig, decode
 from ..model.pillars import lidar_bev
 from ..model.preprocess import camera_grid
 from .memory import keep_freed_memory
-from .multisweep import MultiSweep
+from .multisweep import multisweep_cloud
 from .pool import VariantPool
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Pipeline:
         keep_freed_memory()  # a frame's arrays reuse the last frame's memory instead of faulting in fresh pages
         # The compiled kernels of preprocessing and decoding load (or compile) now rather than on the first frame.
         nothing = np.zeros((1, 4), np.float32)
-        lidar_bev(MultiSweep(nothing, ((nothing, np.eye(4), 0.0),)).cloud(), cfg.grid)
+        lidar_bev(multisweep_cloud(nothing, [(nothing, np.eye(4), 0.0)]), cfg.grid)
         empty_map = np.full((1, 10, cfg.grid.head_cells, cfg.grid.head_cells), -10.0, np.float32)
         decode(empty_map, empty_map, cfg.grid, decode_cfg)
         camera_grid(np.eye(3)[None], np.eye(4)[None], np.ones(1, bool), (1, 1), cfg.grid, cfg.camera)

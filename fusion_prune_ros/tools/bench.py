@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np

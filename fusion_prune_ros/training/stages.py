@@ -28,14 +28,15 @@ from ..config import DetectorConfig, TrainConfig, to_dict
 from ..errors import UserError
 from ..model.checkpoint import load_detector
 from ..model.detector import FusionDetector, SingleModality
+from ..model.inference import CONDITIONS
 
 STAGES = ("lidar", "camera", "fused")
 # The official metrics scored after each stage: a single-modality stage is the fused network with the other
 # sensor absent (SingleModality computes exactly that).
-STAGE_CONDITIONS = {"lidar": ("camera_lost",), "camera": ("lidar_lost",),
-                    "fused": ("fused", "camera_lost", "lidar_lost")}
-# The modalities a stage's training frames carry: the other one is neither read nor augmented (DetectionDataset).
-STAGE_PRESENCE = {"lidar": (1.0, 0.0), "camera": (0.0, 1.0), "fused": (1.0, 1.0)}
+STAGE_CONDITIONS = {"lidar": ("camera_lost",), "camera": ("lidar_lost",), "fused": tuple(CONDITIONS)}
+# The modalities a stage's training frames carry, those of its first condition: the other one is neither read nor
+# augmented (DetectionDataset).
+STAGE_PRESENCE = {stage: CONDITIONS[conditions[0]] for stage, conditions in STAGE_CONDITIONS.items()}
 
 
 class SingleStageForward(nn.Module):
