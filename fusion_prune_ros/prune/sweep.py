@@ -38,8 +38,8 @@ class SweepConfig:
     nm24_methods: list = field(default_factory=list)
     extra_seeds: list = field(default_factory=list)  # seeds run in addition to 0, at extra_seed_levels
     extra_seed_levels: list = field(default_factory=list)
-    # [method, sparsity, seed] channel runs after the extra seeds: more seeds where a verdict is closer than the
-    # seed spread, without running every method again at that level.
+    # [method, sparsity, seed] channel runs after the extra seeds, for rows only some methods need: more seeds where
+    # a verdict is closer than the seed spread, or levels a re-run repeats for some methods only.
     extra_seed_runs: list = field(default_factory=list)
 
 
