@@ -473,6 +473,23 @@ def test_shipped_sweep_plan_runs_priorities_in_order_and_checks_extra_runs():
         plan(cfg)
 
 
+def test_v2_sweep_plan_covers_every_method_level_and_seed():
+    """config/prune/v2_sweep.yaml: every method at 50, 70, 80 and 90 % channel, the four multimodal methods and
+    magnitude with two seeds at 80 and 90 % and at unstructured 80 / 90 % and 2:4, widths in v2's multiples of 16."""
+    cfg = load_sweep_config(Path(__file__).parents[1] / "config" / "prune" / "v2_sweep.yaml")
+    specs = plan(cfg)
+    names = {s.name for s in specs}
+    assert len(names) == len(specs) and cfg.prune.round_to == 16
+    compared = {"altermoma", "crossprune", "mmprune4u", "dm3d", "magnitude"}
+    every = compared | {"taylor", "snip", "random"}
+    assert {(s.method, s.sparsity) for s in specs if s.granularity == "channel" and s.seed == 0} >= \
+        {(m, lv) for m in every for lv in (0.5, 0.7, 0.8, 0.9)}
+    assert {(s.method, s.sparsity) for s in specs if s.seed == 1} == {(m, lv) for m in compared for lv in (0.8, 0.9)}
+    assert {(s.method, s.sparsity) for s in specs if s.granularity == "unstructured"} == \
+        {(m, lv) for m in compared for lv in (0.8, 0.9)}
+    assert {s.method for s in specs if s.granularity == "nm24"} == compared
+
+
 def test_the_committed_results_read_back_with_every_column():
     """docs/pruning_results.csv has the table's columns, a framework version on every row, and the optimiser steps
     each method spent before pruning: AlterMOMA's two reactivations of 100 steps, CrossPrune's 6 x 30 ADMM steps,
