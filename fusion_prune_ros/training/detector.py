@@ -47,10 +47,16 @@ def train_detector(cfg: DetectorConfig, out: Path, device: str = "cpu", quiet: b
     scratch) and score it; returns the run's metadata, also in out/metrics.json and out/model.pt."""
     check_stage(cfg.train)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    # torchrun's per-machine counts: each process takes its machine's share of the cores, and its own GPU there
+    # (set before the process group, whose NCCL collectives run on the current device).
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if rank == 0:  # one process builds the cache, the others wait for it
         build_cache(cfg, cfg.data.train_split, quiet=quiet)
     if world > 1:
