@@ -303,8 +303,7 @@ def _speedup(table: list, floor: dict | None) -> list:
 
 
 def _versus_dense(row: dict) -> str:
-    """A variant's time against the dense graph timed beside it: rows carried from another machine keep their own
-    dense reference (ort_ms / ort_speedup), which the dense row of the table, timed elsewhere, is not."""
+    """A variant's time against the dense graph timed beside it (a carried row's dense run may not be the table's)."""
     return f"{row['ort_ms']:.1f} vs {row['ort_ms'] * row['ort_speedup']:.1f} ms dense beside it"
 
 
