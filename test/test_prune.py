@@ -471,8 +471,8 @@ def test_shipped_sweep_plan_runs_priorities_in_order_and_checks_extra_runs():
     seeds = [s for s in specs if s.granularity == "channel" and s.seed > 0]
     assert {s.method for s in seeds if s.sparsity == 0.8} == set(cfg.channel_methods)  # two seeds at 80 %
     assert [(s.method, s.sparsity) for s in seeds[len(cfg.channel_methods):]] == \
-        [(m, lv) for m, lv, _ in cfg.extra_seed_runs]
-    cfg.extra_seed_runs = [["nonexistent", 0.7, 1]]
+        [(m, lv) for m, lv, _ in cfg.extra_runs]
+    cfg.extra_runs = [["nonexistent", 0.7, 1]]
     with pytest.raises(UserError, match="expected \\[method, sparsity, seed\\]"):
         plan(cfg)
 

@@ -40,7 +40,7 @@ class SweepConfig:
     extra_seed_levels: list = field(default_factory=list)
     # [method, sparsity, seed] channel runs after the extra seeds, for rows only some methods need: more seeds where
     # a verdict is closer than the seed spread, or levels a re-run repeats for some methods only.
-    extra_seed_runs: list = field(default_factory=list)
+    extra_runs: list = field(default_factory=list)
 
 
 def plan(cfg: SweepConfig) -> list:
@@ -51,9 +51,9 @@ def plan(cfg: SweepConfig) -> list:
     specs = [PruneSpec(m, s, "channel") for s in cfg.channel_levels for m in cfg.channel_methods]
     specs += [PruneSpec(m, s, "channel", seed) for seed in cfg.extra_seeds for s in cfg.extra_seed_levels
               for m in cfg.channel_methods]
-    for run in cfg.extra_seed_runs:
+    for run in cfg.extra_runs:
         if not (isinstance(run, (list, tuple)) and len(run) == 3 and run[0] in cfg.channel_methods):
-            raise UserError(f"extra_seed_runs entry {run!r}: expected [method, sparsity, seed] with a method of "
+            raise UserError(f"extra_runs entry {run!r}: expected [method, sparsity, seed] with a method of "
                             f"channel_methods ({', '.join(cfg.channel_methods)})")
         specs.append(PruneSpec(run[0], float(run[1]), "channel", int(run[2])))
     specs += [PruneSpec(m, s, "unstructured") for m in cfg.unstructured_methods for s in cfg.unstructured_levels]
