@@ -295,7 +295,8 @@ def assert_same_boxes(got, ref):
 @pytest.mark.parametrize("threshold", [0.0, 0.05, 0.3])
 def test_decode_equals_the_numpy_reference_exactly(cfg, threshold):
     """The same detections in the same order as decoding over the whole peak map, also with plateaus (equal
-    neighbours), NaN logits and a threshold of 0 (every cell a candidate): labels, scores and boxes bit for bit but
+    neighbours, and unequal logits whose sigmoids round to the same value), NaN logits and a threshold of 0 (every
+    cell a candidate): labels, scores and boxes bit for bit but
     for the yaw (`assert_same_boxes`)."""
     n = cfg.grid.head_cells
     rng = np.random.default_rng(5)
@@ -304,6 +305,9 @@ def test_decode_equals_the_numpy_reference_exactly(cfg, threshold):
     heat[0, 2, :2, :2] = 6.0
     heat[0, 3, 10, 10] = np.nan
     heat[0, 3, 11, 11] = 7.0
+    # Logits far enough apart whose sigmoids round to the same float32 (1.0): both are peaks of the heat.
+    heat[0, 4, 20, 20], heat[0, 4, 20, 21] = 20.0, 25.0
+    heat[0, 5, 30, 30], heat[0, 5, 31, 30] = 17.5, 17.25
     reg = rng.normal(0, 1, (1, 10, n, n)).astype(np.float32)
     dcfg = DecodeConfig(score_threshold=threshold, class_thresholds={"car": threshold + 0.2})
     (got,), ref = decode(heat, reg, cfg.grid, dcfg), reference_numpy_decode(heat, reg, cfg.grid, dcfg)

@@ -205,16 +205,28 @@ def test_circle_nms_is_the_greedy_per_class_rule():
     assert 0 < len(out) < n
 
 
-def test_head_grid_is_torchs_pixel_shuffle_and_leaves_head_grid_maps_alone(cfg):
-    from fusion_prune_ros.model.decode import head_grid
+def test_sub_cell_maps_decode_as_their_pixel_shuffle(cfg):
+    """The decoder reads sub-cell maps through `HeadLayout`: the same detections, in the same order, as decoding the
+    maps torch's pixel shuffle makes of them; maps of neither layout are refused."""
+    from fusion_prune_ros.model.decode import HeadLayout
 
+    shuffle = torch.nn.functional.pixel_shuffle
     n = cfg.grid.head_cells
-    sub = torch.randn(2, 40, n // 2, n // 2)
-    np.testing.assert_array_equal(head_grid(sub.numpy(), cfg.grid), torch.nn.functional.pixel_shuffle(sub, 2).numpy())
-    full = np.random.default_rng(0).normal(size=(1, 10, n, n)).astype(np.float32)
-    assert head_grid(full, cfg.grid) is full
+    rng = np.random.default_rng(0)
+    heat = torch.from_numpy(rng.normal(-4, 2, (2, 40, n // 2, n // 2)).astype(np.float32))
+    reg = torch.from_numpy(rng.normal(0, 1, (2, 40, n // 2, n // 2)).astype(np.float32))
+    shuffled = decode(shuffle(heat, 2).numpy(), shuffle(reg, 2).numpy(), cfg.grid, DecodeConfig())
+    for got, ref in zip(decode(heat.numpy(), reg.numpy(), cfg.grid, DecodeConfig()), shuffled):
+        assert len(ref) > 20
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_array_equal(got.scores, ref.scores)
+        np.testing.assert_array_equal(got.boxes, ref.boxes)
+    layout = HeadLayout.of((1, 40, n // 2, n // 2), cfg.grid)
+    c, y, x = (a.ravel() for a in np.meshgrid(np.arange(10), np.arange(n), np.arange(n), indexing="ij"))
+    stored = layout.stored(c, y, x)
+    np.testing.assert_array_equal(shuffle(heat[:1], 2).numpy().ravel(), heat[0].numpy().ravel()[stored])
     with pytest.raises(ValueError, match="fit neither"):
-        head_grid(np.zeros((1, 10, n // 2, n // 3), np.float32), cfg.grid)
+        decode(np.zeros((1, 10, n // 2, n // 3), np.float32), np.zeros((1, 10, n // 2, n // 3), np.float32), cfg.grid)
 
 
 def test_a_detector_leaving_the_shuffle_to_the_decoder_exports_sub_cell_maps_with_the_same_detections(cfg, tmp_path):

@@ -1,10 +1,11 @@
 """Head outputs -> `Detections`: heatmap peaks (3x3 max-pool), top-K, per-class score thresholds, boxes in the
 LiDAR frame, optional circle NMS. Runs outside the exported network, the same for every backend.
 
-numpy on one frame's (10, H, W) maps, and compiled loops for the peak test and the greedy NMS: per frame this is
-the sigmoid and one threshold pass over the heatmap, then work on the few cells at or above the lowest threshold
-(only those can be selected, so only they are tested for being peaks), with no torch kernels (whose thread pool
-competed with the inference runtime's for the same two cores) and no Python loop over boxes.
+numpy on one frame's maps and a compiled loop for the greedy NMS: per frame this is one threshold pass over the
+logits, then work on the few cells whose logit can reach the lowest threshold (only those can be selected, so only
+they, with their neighbourhoods, get a sigmoid and the peak test), with no torch kernels (whose thread pool competed
+with the inference runtime's for the same two cores), no pass over a whole map but the threshold, and no Python
+loop over boxes.
 """
 from __future__ import annotations
 
@@ -37,44 +38,49 @@ class DecodeConfig:
 def decode(heatmap_logits: np.ndarray, regression: np.ndarray, grid: GridConfig,
            cfg: DecodeConfig = DecodeConfig()) -> list:
     """(B, 10, H, W) logits and (B, 10, H, W) regression (float32 arrays) on the head grid, or the head's sub-cell
-    maps (`head_grid`), -> a list of B Detections."""
-    heat = head_grid(np.asarray(heatmap_logits, np.float32), grid)
-    reg = head_grid(np.asarray(regression, np.float32), grid)
+    maps (`HeadLayout`), -> a list of B Detections."""
+    heat = np.asarray(heatmap_logits, np.float32)
+    reg = np.asarray(regression, np.float32)
+    layout = HeadLayout.of(heat.shape, grid)
     thresholds = cfg.thresholds()
-    return [decode_frame(h, r, grid, cfg, thresholds) for h, r in zip(heat, reg)]
+    return [decode_frame(h, r, layout, grid, cfg, thresholds) for h, r in zip(heat, reg)]
 
 
-def head_grid(maps: np.ndarray, grid: GridConfig) -> np.ndarray:
-    """(B, C, N, N) maps on the head grid as they are; (B, C * r * r, N / r, N / r) sub-cell maps, which the graphs
-    of a detector with `subcells_to_decoder` end with, shuffled onto it: out[c, y r + i, x r + j] =
-    in[c r r + i r + j, y, x], torch's pixel shuffle."""
-    b, c, h, w = maps.shape
-    if h == grid.head_cells:
-        return maps
-    r = grid.head_cells // h
-    if r * h != grid.head_cells or h != w or c % (r * r):
-        raise ValueError(f"maps of shape {maps.shape} fit neither the {grid.head_cells}-cell head grid nor its "
-                         f"sub-cell layout")
-    return maps.reshape(b, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c // (r * r), h * r,
-                                                                                         w * r)
+@dataclass(frozen=True)
+class HeadLayout:
+    """Where a head-grid entry (channel, row, column) sits in the maps a graph returns: the head grid itself, or the
+    sub-cell maps of a detector with `subcells_to_decoder`, (C r r, N / r, N / r) with entry [c r r + i r + j, y, x]
+    holding head cell (y r + i, x r + j) of channel c (torch's pixel shuffle undone). The decoder reads the few cells
+    it needs through it instead of shuffling whole maps."""
+
+    cells: int  # N, the head grid's side
+    subcells: int  # r; 1: the maps are the head grid
+
+    @staticmethod
+    def of(shape: tuple, grid: GridConfig) -> "HeadLayout":
+        _, c, h, w = shape
+        n = grid.head_cells
+        r = n // h
+        if h != w or r * h != n or c % (r * r):
+            raise ValueError(f"maps of shape {shape} fit neither the {n}-cell head grid nor its sub-cell layout")
+        return HeadLayout(n, r)
+
+    def stored(self, channel: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Flat index into one frame's maps of head entries (channel, y, x)."""
+        r, side = self.subcells, self.cells // self.subcells
+        return ((channel * r + y % r) * r + x % r) * side * side + (y // r) * side + x // r
 
 
-def decode_frame(logits: np.ndarray, reg: np.ndarray, grid: GridConfig, cfg: DecodeConfig,
+def decode_frame(logits: np.ndarray, reg: np.ndarray, layout: HeadLayout, grid: GridConfig, cfg: DecodeConfig,
                  thresholds: np.ndarray) -> Detections:
-    """One frame's (10, H, W) logits and regression -> Detections, highest score first (ties: lower class, then
-    row-major cell, first)."""
-    heat = np.exp(-logits)
-    heat += 1.0
-    np.divide(1.0, heat, out=heat)  # the sigmoid, without temporaries
-    c, h, w = heat.shape
-    index, score = _peaks_at_least(heat, thresholds.min())
-    order = np.argsort(-score, kind="stable")[:min(cfg.top_k, c * h * w)]
-    index, score = index[order], score[order]
-    label, cell = np.divmod(index, h * w)
+    """One frame's logits and regression maps (`layout`) -> Detections, highest score first (ties: lower class,
+    then row-major cell, first)."""
+    label, iy, ix, score = _peaks_at_least(logits, layout, thresholds.min())
+    order = np.argsort(-score, kind="stable")[:cfg.top_k]
+    label, iy, ix, score = label[order], iy[order], ix[order], score[order]
     keep = score >= thresholds[label]
-    label, cell, score = label[keep], cell[keep], score[keep]
-    iy, ix = np.divmod(cell, w)
-    r = reg[:, iy, ix]
+    label, iy, ix, score = label[keep], iy[keep], ix[keep], score[keep]
+    r = reg.ravel()[layout.stored(np.arange(reg.shape[0] // layout.subcells ** 2)[:, None], iy, ix)]
     cell_size, offset = np.float32(grid.head_cell), np.float32(grid.bev_range)
     boxes = np.stack([(ix.astype(np.float32) + r[0]) * cell_size - offset,
                       (iy.astype(np.float32) + r[1]) * cell_size - offset, r[2], np.exp(r[3]), np.exp(r[4]),
@@ -83,45 +89,61 @@ def decode_frame(logits: np.ndarray, reg: np.ndarray, grid: GridConfig, cfg: Dec
     return circle_nms(det) if cfg.circle_nms else det
 
 
-def _peaks_at_least(heat: np.ndarray, lowest: np.float32) -> tuple:
-    """(flat indices in increasing order, scores) of the entries of the peak map (a cell's heat where it equals the
-    3x3 max around it, as torch's max_pool2d(x, 3, 1, 1) finds it, else 0) that are >= `lowest`: only those can
-    survive top-K and the thresholds. A positive threshold is only reached where the heat reaches it, so only
-    those cells need the peak test; otherwise every cell does."""
-    flat = heat.ravel()
-    candidates = np.flatnonzero(flat >= lowest) if lowest > 0 else np.arange(flat.size)
-    score = flat[candidates]
-    score[~_is_peak(heat, candidates)] = 0
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """float32 sigmoid, without temporaries."""
+    heat = np.exp(-logits)
+    heat += 1.0
+    return np.divide(1.0, heat, out=heat)
+
+
+def _peaks_at_least(logits: np.ndarray, layout: HeadLayout, lowest: np.float32) -> tuple:
+    """(channel, y, x, score) of the entries of the peak map (a cell's heat where it equals the 3x3 max of the heat
+    around it, as torch's max_pool2d(x, 3, 1, 1) finds it, else 0) that are >= `lowest`, in increasing head-grid
+    order: only those can survive top-K and the thresholds. The heat is the sigmoid of the logits, which never
+    decreases with them, so only logits at or above the logit of `lowest` (less a margin far wider than float32
+    rounding) can reach it: the sigmoid is taken of those and their neighbourhoods only, the same float32 arithmetic
+    on the same values as over the whole map. With a threshold of 0 or less every cell is a candidate."""
+    flat = logits.ravel()
+    p = float(lowest) * (1 - 1e-4) - 1e-6
+    if p > 0:
+        candidates = np.flatnonzero(flat >= np.float32(np.log(p / (1 - p)) if p < 1 else np.inf))
+    else:
+        candidates = np.arange(flat.size)
+    head, around = _neighbourhoods(flat, candidates, layout.cells, layout.subcells)
+    if layout.subcells > 1:  # back to head-grid order: score ties are broken by it
+        order = np.argsort(head[:, 0])
+        head, around = head[order], around[order]
+    heat = sigmoid(around)
+    score = heat[:, 4]
+    # A NaN in the neighbourhood makes the max NaN, so no peak: every comparison with a NaN is false.
+    score = np.where((heat <= score[:, None]).all(1), score, np.float32(0))
     keep = score >= lowest
-    return candidates[keep], score[keep]
+    return head[keep, 1], head[keep, 2], head[keep, 3], score[keep]
 
 
 @njit(cache=True, nogil=True)
-def _is_peak(heat, flat_index):
-    """Whether each entry (flat indices, increasing) is the max of its 3x3 neighbourhood within its map: no
-    neighbour above it and no NaN in the neighbourhood (which makes the max NaN), i.e. every entry there <= it
-    (itself included, so a NaN is none). The row of each entry is found by walking the rows along with the
-    increasing indices, without a division per entry."""
-    _, h, w = heat.shape
-    plane = heat.reshape(-1)
-    out = np.empty(flat_index.shape[0], np.bool_)
-    row_start, y = 0, 0  # the current entry's row: where it starts, and its y in its map
-    for i in range(flat_index.shape[0]):
-        at = flat_index[i]
-        while at >= row_start + w:
-            row_start += w
-            y = y + 1 if y < h - 1 else 0
-        x = at - row_start
-        v = plane[at]
-        left = -1 if x > 0 else 0  # offsets of the neighbours inside the map (0: the entry's own column / row)
-        right = 1 if x < w - 1 else 0
-        peak = True
-        for centre in (at - w if y > 0 else at, at, at + w if y < h - 1 else at):
-            peak &= plane[centre + left] <= v
-            peak &= plane[centre] <= v
-            peak &= plane[centre + right] <= v
-        out[i] = peak
-    return out
+def _neighbourhoods(flat, stored, cells, subcells):
+    """For entries at flat indices `stored` of one frame's maps (`HeadLayout`): their (head-grid flat index,
+    channel, y, x), and the logits of their 3x3 neighbourhoods on the head grid, row by row (a neighbour off the
+    map: the entry itself, which leaves the max unchanged)."""
+    side = cells // subcells
+    sub, coarse = np.arange(cells) % subcells, np.arange(cells) // subcells  # per head row / column
+    head = np.empty((stored.shape[0], 4), np.int64)
+    around = np.empty((stored.shape[0], 9), np.float32)
+    for k in range(stored.shape[0]):
+        plane, at = divmod(stored[k], side * side)
+        channel, i = divmod(plane, subcells * subcells)
+        y = at // side * subcells + i // subcells
+        x = at % side * subcells + i % subcells
+        head[k, 0] = (channel * cells + y) * cells + x
+        head[k, 1], head[k, 2], head[k, 3] = channel, y, x
+        for dy in range(3):
+            yy = min(max(y + dy - 1, 0), cells - 1)
+            row = (channel * subcells + sub[yy]) * subcells
+            for dx in range(3):
+                xx = min(max(x + dx - 1, 0), cells - 1)
+                around[k, dy * 3 + dx] = flat[(row + sub[xx]) * side * side + coarse[yy] * side + coarse[xx]]
+    return head, around
 
 
 NMS_RADIUS_SQ = np.array([NMS_RADIUS[n] ** 2 for n in DETECTION_CLASSES], np.float64)

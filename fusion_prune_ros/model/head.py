@@ -52,7 +52,7 @@ class CenterHead(nn.Module):
 
     `shuffle_outputs` False returns the sub-cell maps unshuffled, (num_classes * 4, H, W) and (10 * 4, H, W): how
     the exported graphs of a detector with `subcells_to_decoder` end (`deployed_outputs`), leaving the shuffle, a
-    pure permutation, to the decoder (`decode.head_grid`): in the graph it is two DepthToSpace nodes and a layout
+    pure permutation, to the decoder (`decode.HeadLayout`): in the graph it is two DepthToSpace nodes and a layout
     reorder that no pruning narrows."""
 
     shuffle_outputs = True  # a class default: detectors pickled whole before the option existed read it too
