@@ -17,7 +17,8 @@ writing the merged cloud first saved nothing either. On a 95,000-point frame in 
 between frames): the points split in two halves, each accumulated by its own thread into its own rows, then merged,
 took the statistics from 1.22-1.27 to 1.09-1.18 ms (the second thread's hand-off and the merge eat most of the
 half saved); one float64 row per cell holding every accumulator (two cache lines a point instead of four) took
-them to 1.38-1.40 ms.
+them to 1.38-1.40 ms; writing the features in cell order (a scan of the cell map) instead of first-point order, to
+1.44 ms.
 """
 from __future__ import annotations
 
