@@ -296,8 +296,7 @@ def assert_same_boxes(got, ref):
 def test_decode_equals_the_numpy_reference_exactly(cfg, threshold):
     """The same detections in the same order as decoding over the whole peak map, also with plateaus (equal
     neighbours, and unequal logits whose sigmoids round to the same value), NaN logits and a threshold of 0 (every
-    cell a candidate): labels, scores and boxes bit for bit but
-    for the yaw (`assert_same_boxes`)."""
+    cell a candidate): labels, scores and boxes bit for bit but for the yaw (`assert_same_boxes`)."""
     n = cfg.grid.head_cells
     rng = np.random.default_rng(5)
     heat = rng.normal(-3, 1.5, (1, 10, n, n)).astype(np.float32)

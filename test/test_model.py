@@ -208,7 +208,7 @@ def test_circle_nms_is_the_greedy_per_class_rule():
 def test_sub_cell_maps_decode_as_their_pixel_shuffle(cfg):
     """The decoder reads sub-cell maps through `HeadLayout`: the same detections, in the same order, as decoding the
     maps torch's pixel shuffle makes of them; maps of neither layout are refused."""
-    from fusion_prune_ros.model.decode import HeadLayout
+    from fusion_prune_ros.model.decode import HeadLayout, regression_at
 
     shuffle = torch.nn.functional.pixel_shuffle
     n = cfg.grid.head_cells
@@ -222,9 +222,9 @@ def test_sub_cell_maps_decode_as_their_pixel_shuffle(cfg):
         np.testing.assert_array_equal(got.scores, ref.scores)
         np.testing.assert_array_equal(got.boxes, ref.boxes)
     layout = HeadLayout.of((1, 40, n // 2, n // 2), cfg.grid)
-    c, y, x = (a.ravel() for a in np.meshgrid(np.arange(10), np.arange(n), np.arange(n), indexing="ij"))
-    stored = layout.stored(c, y, x)
-    np.testing.assert_array_equal(shuffle(heat[:1], 2).numpy().ravel(), heat[0].numpy().ravel()[stored])
+    y, x = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    every_cell = regression_at(heat[0].numpy(), layout, y, x)
+    np.testing.assert_array_equal(shuffle(heat[:1], 2).numpy().reshape(10, -1), every_cell)
     with pytest.raises(ValueError, match="fit neither"):
         decode(np.zeros((1, 10, n // 2, n // 3), np.float32), np.zeros((1, 10, n // 2, n // 3), np.float32), cfg.grid)
 

@@ -51,7 +51,7 @@ class HeadLayout:
     """Where a head-grid entry (channel, row, column) sits in the maps a graph returns: the head grid itself, or the
     sub-cell maps of a detector with `subcells_to_decoder`, (C r r, N / r, N / r) with entry [c r r + i r + j, y, x]
     holding head cell (y r + i, x r + j) of channel c (torch's pixel shuffle undone). The decoder reads the few cells
-    it needs through it instead of shuffling whole maps."""
+    it needs in place (`_stored_index`) instead of shuffling whole maps."""
 
     cells: int  # N, the head grid's side
     subcells: int  # r; 1: the maps are the head grid
@@ -65,11 +65,6 @@ class HeadLayout:
             raise ValueError(f"maps of shape {shape} fit neither the {n}-cell head grid nor its sub-cell layout")
         return HeadLayout(n, r)
 
-    def stored(self, channel: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Flat index into one frame's maps of head entries (channel, y, x)."""
-        r, side = self.subcells, self.cells // self.subcells
-        return ((channel * r + y % r) * r + x % r) * side * side + (y // r) * side + x // r
-
 
 def decode_frame(logits: np.ndarray, reg: np.ndarray, layout: HeadLayout, grid: GridConfig, cfg: DecodeConfig,
                  thresholds: np.ndarray) -> Detections:
@@ -80,7 +75,7 @@ def decode_frame(logits: np.ndarray, reg: np.ndarray, layout: HeadLayout, grid: 
     label, iy, ix, score = label[order], iy[order], ix[order], score[order]
     keep = score >= thresholds[label]
     label, iy, ix, score = label[keep], iy[keep], ix[keep], score[keep]
-    r = reg.ravel()[layout.stored(np.arange(reg.shape[0] // layout.subcells ** 2)[:, None], iy, ix)]
+    r = regression_at(reg, layout, iy, ix)
     cell_size, offset = np.float32(grid.head_cell), np.float32(grid.bev_range)
     boxes = np.stack([(ix.astype(np.float32) + r[0]) * cell_size - offset,
                       (iy.astype(np.float32) + r[1]) * cell_size - offset, r[2], np.exp(r[3]), np.exp(r[4]),
@@ -89,7 +84,7 @@ def decode_frame(logits: np.ndarray, reg: np.ndarray, layout: HeadLayout, grid: 
     return circle_nms(det) if cfg.circle_nms else det
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
     """float32 sigmoid, without temporaries."""
     heat = np.exp(-logits)
     heat += 1.0
@@ -113,12 +108,36 @@ def _peaks_at_least(logits: np.ndarray, layout: HeadLayout, lowest: np.float32) 
     if layout.subcells > 1:  # back to head-grid order: score ties are broken by it
         order = np.argsort(head[:, 0])
         head, around = head[order], around[order]
-    heat = sigmoid(around)
+    heat = _sigmoid(around)
     score = heat[:, 4]
     # A NaN in the neighbourhood makes the max NaN, so no peak: every comparison with a NaN is false.
     score = np.where((heat <= score[:, None]).all(1), score, np.float32(0))
     keep = score >= lowest
     return head[keep, 1], head[keep, 2], head[keep, 3], score[keep]
+
+
+def regression_at(reg: np.ndarray, layout: HeadLayout, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(channels, len(y)) regression of head cells (y, x) from one frame's maps (`layout`)."""
+    return _values_at(reg.ravel(), reg.shape[0] // layout.subcells ** 2, np.ascontiguousarray(y, np.int64),
+                      np.ascontiguousarray(x, np.int64), layout.cells, layout.subcells)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stored_index(channel, y, x, subcells, side, sub, coarse):
+    """Flat index into one frame's maps of head entry (channel, y, x) (`HeadLayout`); sub / coarse: y % r and
+    y // r per head row or column, looked up because the divisions by a run-time r cost more than the rest."""
+    return ((channel * subcells + sub[y]) * subcells + sub[x]) * side * side + coarse[y] * side + coarse[x]
+
+
+@njit(cache=True, nogil=True)
+def _values_at(flat, channels, y, x, cells, subcells):
+    side = cells // subcells
+    sub, coarse = np.arange(cells) % subcells, np.arange(cells) // subcells
+    out = np.empty((channels, y.shape[0]), np.float32)
+    for c in range(channels):
+        for k in range(y.shape[0]):
+            out[c, k] = flat[_stored_index(c, y[k], x[k], subcells, side, sub, coarse)]
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -127,7 +146,7 @@ def _neighbourhoods(flat, stored, cells, subcells):
     channel, y, x), and the logits of their 3x3 neighbourhoods on the head grid, row by row (a neighbour off the
     map: the entry itself, which leaves the max unchanged)."""
     side = cells // subcells
-    sub, coarse = np.arange(cells) % subcells, np.arange(cells) // subcells  # per head row / column
+    sub, coarse = np.arange(cells) % subcells, np.arange(cells) // subcells
     head = np.empty((stored.shape[0], 4), np.int64)
     around = np.empty((stored.shape[0], 9), np.float32)
     for k in range(stored.shape[0]):
@@ -139,10 +158,9 @@ def _neighbourhoods(flat, stored, cells, subcells):
         head[k, 1], head[k, 2], head[k, 3] = channel, y, x
         for dy in range(3):
             yy = min(max(y + dy - 1, 0), cells - 1)
-            row = (channel * subcells + sub[yy]) * subcells
             for dx in range(3):
                 xx = min(max(x + dx - 1, 0), cells - 1)
-                around[k, dy * 3 + dx] = flat[(row + sub[xx]) * side * side + coarse[yy] * side + coarse[xx]]
+                around[k, dy * 3 + dx] = flat[_stored_index(channel, yy, xx, subcells, side, sub, coarse)]
     return head, around
 
 

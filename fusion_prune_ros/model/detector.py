@@ -73,7 +73,8 @@ class SingleModality(nn.Module):
 @contextmanager
 def deployed_outputs(model: FusionDetector):
     """Within it, the detector's outputs are laid out as its exported graphs give them: sub-cell maps for a
-    detector with `subcells_to_decoder` (the decoder reads them through `decode.HeadLayout`), the head grid otherwise."""
+    detector with `subcells_to_decoder` (the decoder reads them through `decode.HeadLayout`), the head grid
+    otherwise."""
     head = model.head
     head.shuffle_outputs = not model.subcells_to_decoder
     try:
