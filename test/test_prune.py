@@ -403,9 +403,6 @@ def test_findings_judge_the_targets_from_the_rows():
     # a single-seed method is judged with the median spread, not the largest: altermoma's 0.05 does not loosen it
     table3 = table + [_row("a80b", "altermoma", 0.8, 1, 0.50, 0.47, 10.0), _row("r80b", "random", 0.8, 1, 0.3, 0.398, 10.0)]
     assert number(_verdicts("\n".join(findings(table3, [])))[("80%", "dm3d")]["margin"]) == pytest.approx(0.01)
-    # the best multimodal method at 80 % against magnitude: +13.1 % relative mAP, target met
-    gain = next(line for line in text.splitlines() if line.startswith("- 80%:"))
-    assert "altermoma" in gain and "+13.1%" in gain and "(met;" in gain
     # the fastest variant >= 3x: a80 at 3.00x, 18 NDS points lost
     fast = next(line for line in text.splitlines() if line.startswith("- a80:"))
     assert "3.00x" in fast and "18.00" in fast and "(not met;" in fast

@@ -12,6 +12,7 @@ from ..export.manifest import read_manifests
 from ..prune.retime import channel_floor
 from ..prune.sweep import COLUMNS, SweepResults, read_log, results
 from .findings import cost, findings
+from .method_claims import method_claims, read_ablation
 from .plots import pareto_plot, per_layer_plot
 from .variant_latency import GPU_LATENCY, current, read_latency
 
@@ -67,6 +68,7 @@ def write_sweep_report(res: SweepResults, out_root: Path, report_dir: Path, plan
     md = report_dir / f"{RESULTS}.md"
     write_table(table, report_dir / f"{RESULTS}.csv", md, f"Pruning results ({len(table) - 1} variants, measured)",
                 carried_note(res, carry) + findings(table, manifests, channel_floor(out_root), gpu)
+                + method_claims([r for r in table if r["granularity"] == "channel"], read_ablation(out_root))
                 + cost(table, read_log(out_root), planned))
     for granularity in sorted({r["granularity"] for r in table if r["method"] != "dense"}):  # carried rows too
         pareto_plot(table, report_dir / f"pareto_{granularity}.png", granularity)
