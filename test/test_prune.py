@@ -20,6 +20,7 @@ from fusion_prune_ros.analysis.variant_latency import current, time_variants
 from fusion_prune_ros.config import DetectorConfig, load_yaml
 from fusion_prune_ros.errors import UserError
 from fusion_prune_ros.export.onnx_export import sha256
+from fusion_prune_ros.runtime.graph_files import graph_digest
 from fusion_prune_ros.model.detector import FusionDetector
 from fusion_prune_ros.model.flops import example_inputs
 from fusion_prune_ros.prune.granularity import channel_prune, is_nm24, narrowest, nm24_masks, unstructured_masks
@@ -324,10 +325,14 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
     # Pruned variants in the profile point at shipped copies whose hashes the profile records.
     for v in loaded.variants:
         onnx = (tmp_path / "profiles" / v.onnx).resolve()
-        assert onnx.is_file() and sha256(onnx) == v.sha256
+        assert onnx.is_file() and graph_digest(onnx) == v.sha256
         if v.method != "dense":
             assert onnx.parent.parent == (tmp_path / "ship").resolve()
             assert (onnx.parent / "model.pt").is_file() and not (onnx.parent / "eval").exists()
+            # the shipped manifest lists what was shipped: the checkpoint, the profile's graphs, their weights
+            shipped_files = Manifest.read(onnx.parent).files
+            assert shipped_files == {p.name: sha256(p) for p in onnx.parent.iterdir() if p.name != "manifest.json"}
+            assert "weights.bin" in shipped_files and "eval" not in shipped_files
 
 
 def test_a_scorer_that_set_its_own_parameter_target_is_pruned_to_it(model):
@@ -565,9 +570,19 @@ def test_cost_projects_at_parallel_throughput_when_the_log_has_times():
 
 
 def _fake_model_dir(folder: Path) -> None:
+    """A model folder whose files are placeholders, its graphs tiny valid ONNX files (y = x + a 1 KB weight)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
     folder.mkdir(parents=True)
-    for f in ("model.pt", "fused.onnx", "lidar.onnx", "camera.onnx", "detector.yaml", "manifest.json"):
+    for f in ("model.pt", "detector.yaml"):
         (folder / f).write_bytes(f"{folder.name}/{f}".encode())
+    for mode in ("fused", "lidar", "camera"):
+        weight = numpy_helper.from_array(np.full(256, len(folder.name + mode), np.float32), "w")
+        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], mode,
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])], [weight])
+        (folder / f"{mode}.onnx").write_bytes(helper.make_model(graph).SerializeToString())
 
 
 def test_thin_ladder_keeps_steps_a_margin_apart_and_both_ends():
@@ -602,10 +617,12 @@ def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(t
                                   sparsity_realised={}, complexity={"params_m": 0.3}, metrics=mets,
                                   latency_ms={str(ORT_CPU_2T): lats}, scoring={}, finetune={}, prune_config={},
                                   files={}, framework=FRAMEWORK_VERSION))
+        manifests[-1].write(tmp_path / "variants" / name)
     profile = write_profile(manifests, dense_dir, tmp_path / "variants", tmp_path / "profiles" / "p.yaml",
                             ship_root=tmp_path / "ship")
     assert [v.name for v in profile.variants] == ["dense-fused", "good-fused", "dense-lidar", "good-lidar",
                                                   "dense-camera"]
     assert sorted(p.name for p in (tmp_path / "ship").iterdir()) == ["good"]  # only chosen pruned variants ship
     assert sorted(p.name for p in (tmp_path / "ship" / "good").iterdir()) == ["fused.onnx", "lidar.onnx",
-                                                                            "manifest.json", "model.pt"]
+                                                                            "manifest.json", "model.pt",
+                                                                            "weights.bin"]

@@ -13,7 +13,9 @@ from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
 from .dense_timing import dense_latency
 from .manifest import MANIFEST_FILE, Manifest
+from ..runtime.graph_files import graph_digest
 from .onnx_export import sha256
+from .shared_weights import WEIGHTS_FILE, pack
 
 LADDER = (("fused", "fused"), ("lidar", "camera_lost"))  # graphs a latency step may use, judged under these conditions
 
@@ -46,7 +48,8 @@ class Candidate:
                        granularity=self.granularity, params_m=self.complexity.get("params_m", 0.0),
                        gflops=self.complexity.get(graph, {}).get("gflops", 0.0),
                        metrics={k: {"mAP": v["mAP"], "NDS": v["NDS"]} for k, v in self.metrics.items()},
-                       latency_ms={str(ORT_CPU_2T): self.latency[graph]}, sha256=sha256(self.folder / f"{graph}.onnx"))
+                       latency_ms={str(ORT_CPU_2T): self.latency[graph]},
+                       sha256=graph_digest(self.folder / f"{graph}.onnx"))
 
 
 def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
@@ -62,8 +65,8 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     camera-only graph (LiDAR loss) when the ladder lacks them. Camera-only graphs are never latency steps (the
     policy uses them only without LiDAR).
 
-    With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses,
-    manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own folder holds
+    With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses with
+    their weights, manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own folder holds
     evaluation output and every variant, far more than a package should carry."""
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     dense = Candidate("dense", dense_dir, "dense", 0.0, "none", dense_meta["metrics"], dense_meta["complexity"],
@@ -105,7 +108,11 @@ def _ship_all(chosen: list, ship_root: Path) -> list:
     for stale in ship_root.glob(f"*/{MANIFEST_FILE}"):
         if stale.parent.name not in keep:
             shutil.rmtree(stale.parent)
-    return [(_ship(c, [m for c2, m in chosen if c2 is c], ship_root), mode) for c, mode in chosen]
+    shipped: dict = {}
+    for c, _ in chosen:
+        if c.name not in shipped:
+            shipped[c.name] = _ship(c, [m for c2, m in chosen if c2 is c], ship_root)
+    return [(shipped[c.name], mode) for c, mode in chosen]
 
 
 def thin_ladder(front: list, latency, min_step_gain: float) -> list:
@@ -131,12 +138,18 @@ def thin_ladder(front: list, latency, min_step_gain: float) -> list:
 
 
 def _ship(candidate: Candidate, modes: list, ship_root: Path) -> Candidate:
-    """Copy a pruned variant's checkpoint, the graphs in `modes` and its manifest to ship_root/<name> (idempotent:
-    a candidate chosen for two modes is copied once per graph). The dense model already lives in models/."""
+    """Copy a pruned variant's checkpoint and manifest, and its graphs in `modes` with a weights file of only the
+    tensors they use (`shared_weights.pack`), to ship_root/<name>; the shipped manifest lists the shipped files.
+    A candidate chosen for two modes is shipped once with both. The dense model already lives in models/."""
     if candidate.method == "dense":
         return candidate
     dest = ship_root / candidate.name
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in ["model.pt", MANIFEST_FILE, *(f"{m}.onnx" for m in modes)]:
-        shutil.copyfile(candidate.folder / f, dest / f)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copyfile(candidate.folder / "model.pt", dest / "model.pt")
+    graphs = pack([candidate.folder / f"{m}.onnx" for m in modes], dest)
+    manifest = Manifest.read(candidate.folder)
+    manifest.files = {p.name: sha256(p) for p in [dest / "model.pt", *graphs, dest / WEIGHTS_FILE]}
+    manifest.write(dest)
     return replace(candidate, folder=dest)

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..model.detector import FusionDetector, deployed_outputs
 from ..model.flops import example_inputs, graph
 from ..model.graph_io import INPUT_NAMES, OUTPUT_NAMES
+from .shared_weights import pack
 
 OPSET = 18
 
@@ -38,11 +39,13 @@ def export_onnx(model: FusionDetector, cfg: DetectorConfig, mode: str, path: str
     return path
 
 
-def export_all(model: FusionDetector, cfg: DetectorConfig, out_dir: str | Path, stem: str = "") -> dict:
-    """fused / lidar / camera graphs as <stem>fused.onnx ...; returns {mode: path}."""
+def export_all(model: FusionDetector, cfg: DetectorConfig, out_dir: str | Path) -> dict:
+    """fused / lidar / camera graphs as fused.onnx ..., their weights in one shared weights.bin
+    (`shared_weights.pack`); returns {mode: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return {mode: export_onnx(model, cfg, mode, out_dir / f"{stem}{mode}.onnx") for mode in INPUT_NAMES}
+    paths = {mode: export_onnx(model, cfg, mode, out_dir / f"{mode}.onnx") for mode in INPUT_NAMES}
+    return dict(zip(paths, pack(list(paths.values()), out_dir)))
 
 
 def onnx_session(path: str | Path, threads: int = 2):

@@ -1,7 +1,7 @@
 """A trained checkpoint -> a deployable model folder and the profile that points the node at it.
 
-The folder holds the checkpoint, the three ONNX graphs (fused, LiDAR-only, camera-only), the detector's input
-config and a metadata file (config, data version and seed, training command, git commit, FLOPs, parameters,
+The folder holds the checkpoint, the three ONNX graphs (fused, LiDAR-only, camera-only) with the weights they share
+(`weights.bin`, `shared_weights.py`), the detector's input config and a metadata file (config, data version and seed, training command, git commit, FLOPs, parameters,
 metrics, file hashes, measured ONNX Runtime CPU latency). The profile lists the three graphs as variants with
 their accuracy under each sensor condition and their latency, ready for the policy.
 """
@@ -20,7 +20,9 @@ from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
 from ..runtime.timing import time_calls
+from ..runtime.graph_files import graph_digest
 from .onnx_export import INPUT_NAMES, export_all, parity, sha256
+from .shared_weights import WEIGHTS_FILE
 
 def ship(checkpoint: str | Path, out_dir: str | Path, name: str, profile_path: str | Path | None = None,
          iterations: int = 20) -> dict:
@@ -39,9 +41,11 @@ def ship(checkpoint: str | Path, out_dir: str | Path, name: str, profile_path: s
         if err >= 1e-3:
             raise UserError(f"ONNX Runtime output of {path} differs from PyTorch by {err:.2e}")
         session = backend.load(path, mode)
-        graphs[mode] = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
+        graphs[mode] = {"file": path.name, "sha256": graph_digest(path), "bytes": path.stat().st_size,
                         "max_abs_diff_vs_torch": err, str(ORT_CPU_2T): time_calls(lambda: session.run(inputs), iterations)}
+    weights = out_dir / WEIGHTS_FILE
     meta = {**meta, "name": name, "graphs": graphs, "checkpoint_sha256": sha256(out_dir / "model.pt"),
+            "weights": {"file": weights.name, "sha256": sha256(weights), "bytes": weights.stat().st_size},
             "latency_note": f"ONNX Runtime CPU, 2 threads, batch 1, {os.cpu_count()}-core machine"}
     (out_dir / "metadata.json").write_text(json.dumps(meta, indent=1))
     if profile_path is not None:

@@ -26,6 +26,7 @@ from ..data.nusc import require_dataset
 from ..errors import UserError
 from ..export.manifest import GRAPHS, Manifest
 from ..export.onnx_export import INPUT_NAMES, export_all, sha256
+from ..export.shared_weights import WEIGHTS_FILE
 from ..model.checkpoint import load_detector, save_detector
 from ..model.flops import count_flops, example_inputs
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -275,7 +276,7 @@ def _finish(pruned, cfg: DetectorConfig, dense_meta: dict, spec: PruneSpec, pcfg
                     metrics={k: brief_metrics(v) for k, v in results.items()},
                     latency_ms={str(ORT_CPU_2T): {m: latency[m] for m in GRAPHS}},
                     scoring=scoring, finetune=finetune, prune_config=to_dict(pcfg),
-                    files={p.name: sha256(p) for p in [out / "model.pt", *paths.values()]},
+                    files={p.name: sha256(p) for p in [out / "model.pt", *paths.values(), out / WEIGHTS_FILE]},
                     framework=FRAMEWORK_VERSION)
 
 

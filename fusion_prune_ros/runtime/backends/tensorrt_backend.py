@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
+from ..graph_files import graph_digest
 from .base import Backend, Session
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def engine_key(onnx_path: Path, options: BuildOptions) -> str:
     import tensorrt as trt
     import torch
 
-    h = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()
+    h = graph_digest(onnx_path)  # the graph and its weights file
     major, minor = torch.cuda.get_device_capability()
     blob = json.dumps({"onnx": h, "trt": trt.__version__, "sm": f"{major}{minor}", "fp16": options.fp16,
                        "sparse": options.sparse_weights, "workspace_mb": options.workspace_mb}, sort_keys=True)
@@ -72,7 +73,7 @@ def build_engine(onnx_path: Path, options: BuildOptions) -> Path:
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
+    if not parser.parse_from_file(str(onnx_path)):  # from the file: its weights file is read beside it
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"TensorRT cannot parse {onnx_path}: {errors[:300]}")
     config = builder.create_builder_config()
