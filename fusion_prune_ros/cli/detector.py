@@ -106,6 +106,8 @@ def _export(args) -> None:
         print(f"{mode:>7}: {Path(args.out) / g['file']} ({g['bytes'] / 1e6:.1f} MB), max |ORT - torch| "
               f"{g['max_abs_diff_vs_torch']:.1e}, ONNX Runtime CPU 2 threads median {lat['median_ms']:.1f} ms "
               f"(p95 {lat['p95_ms']:.1f})")
+    weights = meta["weights"]
+    print(f"weights: {Path(args.out) / weights['file']} ({weights['bytes'] / 1e6:.1f} MB), shared by the graphs")
     if args.profile:
         print(f"profile written: {args.profile}")
 
