@@ -14,6 +14,8 @@ from pathlib import Path
 
 import setuptools
 
+from fusion_prune_ros.runtime.graph_files import graph_files
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "fusion_prune_ros"
 
@@ -55,7 +57,17 @@ def test_every_file_a_shipped_profile_names_is_installed_beside_it(monkeypatch):
         data = yaml.safe_load(profile.read_text())
         installed_dir = Path(f"share/{PACKAGE}/config/profiles")
         named = [data["detector"]] + [v[k] for v in data["variants"] for k in ("onnx", "checkpoint") if v.get(k)]
+        # a graph's weights file (shared by a model folder's graphs) must be installed beside it too
+        named += [os.path.relpath(f, profile.parent) for v in data["variants"]
+                  for f in graph_files(profile.parent / v["onnx"])[1:]]
         for rel in named:
             dest = os.path.normpath(installed_dir / rel)
             assert dest in files, f"{profile.name} names {rel}, which setup.py does not install ({dest})"
             assert files[dest].resolve() == (profile.parent / rel).resolve()
+
+
+def test_the_shipped_models_stay_within_100_mb():
+    """The repository carries the models the package installs (models/base and the profile's pruned variants)."""
+    files = [p for p in (REPO / "models").rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    assert files and total <= 100 * 10**6, f"models/ holds {total / 1e6:.1f} MB"
