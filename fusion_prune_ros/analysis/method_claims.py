@@ -63,9 +63,7 @@ def multimodal_gain(means: dict, spread: list) -> list:
         lines.append(f"- {level:.0%}: best {method} mAP {best['mAP']:.4f} vs magnitude {mag['mAP']:.4f} (seeds "
                      f"{best['seeds']} / {mag['seeds']}): {gain:+.1%} relative, target {target:+.0%} ({verdict}; "
                      f"{beyond}; {len(rs)} of {len(MULTIMODAL)} methods measured)")
-    if not found:
-        lines.append("Not measured yet.")
-    return lines + [""]
+    return _ended(lines, found, "Not measured yet.")
 
 
 def altermoma_vs_taylor(means: dict, spread: list) -> list:
@@ -79,9 +77,7 @@ def altermoma_vs_taylor(means: dict, spread: list) -> list:
         verdict = "holds" if d > margin else "within the noise" if d >= -margin else "does not hold"
         lines.append(f"- {level:.0%}: NDS {a['NDS']:.4f} vs {t['NDS']:.4f} ({d:+.4f}, margin {margin:.4f}), mAP "
                      f"{a['mAP']:.4f} vs {t['mAP']:.4f}: {verdict}")
-    if not levels:
-        lines.append("- Not measured yet (no level with both methods).")
-    return lines + [""]
+    return _ended(lines, levels, "- Not measured yet (no level with both methods).")
 
 
 def dm3d_allocation(ablation: dict | None) -> list:
@@ -124,6 +120,9 @@ def mmprune4u_ratios(channel: list) -> list:
         lines.append(f"- {r['sparsity']:.0%}: camera {r['camera']:.3f}, LiDAR {r['lidar']:.3f}, fusion + BEV "
                      f"{r['fusion']:.3f}: {'holds' if abs(gap) >= MODALITY_GAP else 'does not hold'} "
                      f"(camera - LiDAR {gap:+.3f})")
-    if not rows:
-        lines.append("- Not measured yet.")
-    return lines + [""]
+    return _ended(lines, rows, "- Not measured yet.")
+
+
+def _ended(lines: list, measured, missing: str) -> list:
+    """A section's lines, the `missing` line where nothing was measured, and the blank line that ends it."""
+    return lines + ([] if measured else [missing]) + [""]
