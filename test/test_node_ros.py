@@ -313,6 +313,20 @@ def test_sigint_during_frames_stops_quietly(harness, shipped, tmp_path):
     assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
 
 
+def test_the_signal_handler_sets_the_stop_flag_instead_of_raising():
+    """A handler that raised would raise inside whatever rclpy C++ -> Python call is running when the signal lands;
+    pybind11 turns that into a RuntimeError the spin loop logs as a failed callback, and the node spins on (seen
+    under load: "Unable to convert call argument '0' to Python object", then no exit)."""
+    import signal
+
+    from fusion_prune_ros.ros import node
+
+    node._STOP.clear()
+    node._stop_on_signal(signal.SIGINT, None)  # returns: nothing is raised into the interrupted call
+    assert node._STOP.is_set()
+    node._STOP.clear()
+
+
 def test_sigint_while_another_process_keeps_publishing_stops_the_node(harness, shipped, tmp_path):
     """SIGINT while sensor data keeps arriving from a player in another process (as from `ros2 bag play` beside
     `ros2 launch`): the node exits 0 in time, without ERROR or traceback, although its callbacks never run dry."""

@@ -329,10 +329,16 @@ class FusionPruneNode(LifecycleNode):
         self._publish("diag", msg)
 
 
+_STOP = threading.Event()  # set by SIGINT / SIGTERM; the spin loop checks it between spins
+
+
 def _stop_on_signal(signum, frame) -> None:
-    """SIGINT and SIGTERM (what ros2 launch sends) end the spin loop; the node then stops its worker after the
-    frame it is running and tears down, instead of rclpy invalidating the context under a publishing worker."""
-    raise KeyboardInterrupt
+    """SIGINT and SIGTERM (what ros2 launch sends) end the spin loop within one spin timeout; the node then stops
+    its worker after the frame it is running and tears down, instead of rclpy invalidating the context under a
+    publishing worker. A flag, not an exception: raised here, KeyboardInterrupt would surface inside whatever call
+    from rclpy's C++ into Python is under way when the signal lands, where pybind11 turns it into a RuntimeError
+    about argument conversion, and the loop would log a failed callback and spin on."""
+    _STOP.set()
 
 
 def main(args=None) -> int:
@@ -345,10 +351,10 @@ def main(args=None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while rclpy.ok():
+        while rclpy.ok() and not _STOP.is_set():
             try:
                 executor.spin_once(timeout_sec=0.2)
-            except (KeyboardInterrupt, ExternalShutdownException):
+            except ExternalShutdownException:
                 break
             except Exception as e:  # e.g. rclpy's RCLError for a transition invalid in the current state
                 node.get_logger().error(f"callback failed, node keeps running: {type(e).__name__}: {e}")
