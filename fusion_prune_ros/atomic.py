@@ -1,10 +1,11 @@
-"""Output folders that appear complete or not at all.
+"""Output folders and files that appear complete or not at all.
 
 Data sets, bags and caches take minutes to hours to write; a run stopped half way must not leave a folder that a
 later run (or the devkit) takes for a finished one.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,3 +29,10 @@ def built_in_place(out: Path, nested: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """`path` holds `data` or what it held before, never part of `data` (written beside it, then renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

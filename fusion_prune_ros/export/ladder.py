@@ -9,11 +9,11 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..runtime.graph_files import graph_digest
 from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
 from .dense_timing import dense_latency
 from .manifest import MANIFEST_FILE, Manifest
-from ..runtime.graph_files import graph_digest
 from .onnx_export import sha256
 from .shared_weights import WEIGHTS_FILE, pack
 
@@ -66,8 +66,8 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     policy uses them only without LiDAR).
 
     With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses with
-    their weights, manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own folder holds
-    evaluation output and every variant, far more than a package should carry."""
+    their weights, manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own
+    folder holds evaluation output and every variant, far more than a package should carry."""
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     dense = Candidate("dense", dense_dir, "dense", 0.0, "none", dense_meta["metrics"], dense_meta["complexity"],
                       dense_latency(dense_meta, variants_root))

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..model.detector import FusionDetector, deployed_outputs
 from ..model.flops import example_inputs, graph
 from ..model.graph_io import INPUT_NAMES, OUTPUT_NAMES
+from ..runtime.graph_files import hash_file
 from .shared_weights import pack
 
 OPSET = 18
@@ -66,9 +67,7 @@ def onnx_session(path: str | Path, threads: int = 2):
 
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    hash_file(h, Path(path))
     return h.hexdigest()
 
 

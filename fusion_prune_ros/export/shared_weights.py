@@ -11,11 +11,12 @@ instead of copying it; tensors under 1 KB stay inside their graph.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import onnx
 from onnx.external_data_helper import set_external_data
+
+from ..atomic import write_bytes_atomically
 
 WEIGHTS_FILE = "weights.bin"
 ALIGN = 4096
@@ -43,14 +44,8 @@ def pack(sources: list, out_dir: str | Path, weights_name: str = WEIGHTS_FILE) -
             set_external_data(tensor, weights_name, where[key], len(data))
             tensor.ClearField("raw_data")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / weights_name, bytes(blob))
+    write_bytes_atomically(out_dir / weights_name, bytes(blob))
     paths = [out_dir / Path(p).name for p in sources]
     for model, path in zip(models, paths):
-        _write(path, model.SerializeToString())
+        write_bytes_atomically(path, model.SerializeToString())
     return paths
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

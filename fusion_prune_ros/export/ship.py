@@ -1,9 +1,10 @@
 """A trained checkpoint -> a deployable model folder and the profile that points the node at it.
 
 The folder holds the checkpoint, the three ONNX graphs (fused, LiDAR-only, camera-only) with the weights they share
-(`weights.bin`, `shared_weights.py`), the detector's input config and a metadata file (config, data version and seed, training command, git commit, FLOPs, parameters,
-metrics, file hashes, measured ONNX Runtime CPU latency). The profile lists the three graphs as variants with
-their accuracy under each sensor condition and their latency, ready for the policy.
+(`weights.bin`, `shared_weights.py`), the detector's input config and a metadata file (config, data version and
+seed, training command, git commit, FLOPs, parameters, metrics, file hashes, measured ONNX Runtime CPU latency).
+The profile lists the three graphs as variants with their accuracy under each sensor condition and their latency,
+ready for the policy.
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from ..errors import UserError
 from ..model.checkpoint import load_detector
 from ..model.flops import example_inputs
 from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from ..runtime.graph_files import graph_digest
 from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
 from ..runtime.timing import time_calls
-from ..runtime.graph_files import graph_digest
 from .onnx_export import INPUT_NAMES, export_all, parity, sha256
 from .shared_weights import WEIGHTS_FILE
 

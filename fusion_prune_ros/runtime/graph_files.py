@@ -37,7 +37,12 @@ def graph_digest(onnx_path: str | Path) -> str:
     for i, path in enumerate(files):
         if i:
             h.update(b"\0" + path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        hash_file(h, path)
     return h.hexdigest()
+
+
+def hash_file(h, path: Path) -> None:
+    """Feed a file's bytes to the hash object `h`, a MB at a time (graphs and checkpoints need not fit twice)."""
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
