@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -268,7 +269,15 @@ def test_tiny_sweep_end_to_end(shipped, tmp_path):
         assert (tmp_path / "variants" / m.name / "fused.onnx").is_file()
         assert not (tmp_path / "variants" / m.name / CLAIM).exists()
     # Re-timed side by side with the dense graphs: the table's speed-up is a ratio from one run.
-    remeasure_latency(read_manifests(tmp_path / "variants"), shipped / "models", tmp_path / "variants", iterations=4)
+    # A variant built outside the sweep (here a renamed copy) is re-timed in the same run, written in place.
+    elsewhere = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(tmp_path / "variants" / manifests[0].name, elsewhere)
+    outside = Manifest.read(elsewhere)
+    outside.name = "copy"
+    outside.write(elsewhere)
+    remeasure_latency(read_manifests(tmp_path / "variants"), shipped / "models", tmp_path / "variants", iterations=4,
+                      extra_folders=(elsewhere,))
+    assert Manifest.read(elsewhere).remeasured_with_dense
     dense_meta = json.loads((shipped / "models" / "metadata.json").read_text())
     dense_ms = dense_latency(dense_meta, tmp_path / "variants")
     assert set(dense_ms) == {"fused", "lidar", "camera"}
@@ -626,3 +635,17 @@ def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(t
     assert sorted(p.name for p in (tmp_path / "ship" / "good").iterdir()) == ["fused.onnx", "lidar.onnx",
                                                                             "manifest.json", "model.pt",
                                                                             "weights.bin"]
+    # A variant built outside the sweep (a longer fine-tune, a time target) is a candidate when named, and ships
+    # from its own folder like the sweep's.
+    fast = Manifest(name="fast", method="dm3d", sparsity=0.85, granularity="channel", seed=0, dense="dense",
+                    sparsity_realised={}, complexity={"params_m": 0.2}, metrics=metrics(0.68, 0.5, 0.1),
+                    latency_ms={str(ORT_CPU_2T): lat(9.0, 7.0, 8.0)}, scoring={}, finetune={}, prune_config={},
+                    files={}, framework=FRAMEWORK_VERSION)
+    _fake_model_dir(tmp_path / "elsewhere" / "fast")
+    fast.write(tmp_path / "elsewhere" / "fast")
+    profile = write_profile(manifests, dense_dir, tmp_path / "variants", tmp_path / "profiles" / "p.yaml",
+                            ship_root=tmp_path / "ship", extra_folders=(tmp_path / "elsewhere" / "fast",))
+    # (fast-fused now dominates good-lidar and dense-lidar, which stays as the camera-loss fallback)
+    assert [v.name for v in profile.variants] == ["dense-fused", "good-fused", "fast-fused", "dense-lidar",
+                                                  "dense-camera"]
+    assert sorted(p.name for p in (tmp_path / "ship").iterdir()) == ["fast", "good"]

@@ -45,6 +45,7 @@ def _sweep(args) -> None:
 
     cfg = load_sweep_config(args.config)
     out, dense = Path(args.out), existing(args.dense, "dense checkpoint")
+    extras = tuple(existing(d, "--extra-variant folder") for d in args.extra_variant)
     begun = start(plan(cfg), out, args.carry)
     print(f"sweep plan: {len(begun.specs)} variants ({begun.done} done here, {len(begun.carried)} carried), "
           f"{cfg.prune.finetune_steps} fine-tuning steps each")
@@ -55,13 +56,13 @@ def _sweep(args) -> None:
         run_sweep(dense, cfg, out, quiet=args.quiet, limit=args.limit,
                   skip=frozenset(r["name"] for r in begun.carried), data=data_override(args))
     if args.remeasure:
-        remeasure_latency(read_manifests(out), dense.parent, out)
+        remeasure_latency(read_manifests(out), dense.parent, out, extra_folders=extras)
     res = sweep_results(out, dense.parent, begun.carried, begun.earlier)
     report = write_sweep_report(res, out, Path(args.report_dir or out / "report"), [s.name for s in begun.specs],
                                 args.carry)
     if args.profile:
         write_profile(res.manifests, dense.parent, out, Path(args.profile), Path(args.ship) if args.ship else None,
-                      args.max_nds_loss, args.min_step_gain)
+                      args.max_nds_loss, args.min_step_gain, extras)
         print(f"profile written: {args.profile}")
     print(f"results: {report}")
 
@@ -86,6 +87,10 @@ def add_sweep(sub) -> None:
     p.add_argument("--min-step-gain", type=float, default=0.10,
                    help="each latency step of the profile is at least this fraction faster than the one above it "
                    "(steps within the timing noise are thinned out)")
+    p.add_argument("--extra-variant", action="append", default=[], metavar="DIR",
+                   help="a channel variant's folder built outside the plan (`fusion-prune prune`, e.g. with "
+                   "--time-target and a longer fine-tune) that --profile may choose from and --remeasure re-times; "
+                   "not a row of the results table, whose rows share one budget (repeatable)")
     p.add_argument("--limit", type=int, help="run at most this many new variants now")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table, plots and profile")
     p.add_argument("--remeasure", action="store_true",

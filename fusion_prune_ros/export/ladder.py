@@ -53,7 +53,8 @@ class Candidate:
 
 
 def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile_path: Path,
-                  ship_root: Path | None = None, max_nds_loss: float = 0.05, min_step_gain: float = 0.10) -> Profile:
+                  ship_root: Path | None = None, max_nds_loss: float = 0.05, min_step_gain: float = 0.10,
+                  extra_folders: tuple = ()) -> Profile:
     """The node's profile: its latency ladder, then the fallbacks for sensor loss.
 
     The ladder is the Pareto front (accuracy vs latency) over the fused graphs *and* the LiDAR-only graphs of the
@@ -67,11 +68,15 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
 
     With `ship_root`, the chosen pruned variants' deployable files (checkpoint, the graphs the profile uses with
     their weights, manifest) are copied to ship_root/<variant> and the profile points there: the sweep's own
-    folder holds evaluation output and every variant, far more than a package should carry."""
+    folder holds evaluation output and every variant, far more than a package should carry.
+
+    `extra_folders`: channel variants built outside the sweep (`fusion-prune prune`, e.g. with a time target and a
+    longer fine-tune) that are candidates too, timed beside the dense model in the same re-timing as the rest."""
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     dense = Candidate("dense", dense_dir, "dense", 0.0, "none", dense_meta["metrics"], dense_meta["complexity"],
                       dense_latency(dense_meta, variants_root))
-    candidates = [dense] + [Candidate.of_variant(m, variants_root / m.name) for m in manifests
+    built = [(m, variants_root / m.name) for m in manifests] + [(Manifest.read(f), Path(f)) for f in extra_folders]
+    candidates = [dense] + [Candidate.of_variant(m, folder) for m, folder in built
                             if m.granularity == "channel" and m.seed == 0]
     chosen = _ladder(candidates, dense.nds("fused") - max_nds_loss, min_step_gain)
     for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):

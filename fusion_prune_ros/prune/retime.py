@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from ..config import DetectorConfig, load_yaml
+from ..errors import UserError
 from ..export.dense_timing import DENSE_LATENCY
-from ..export.manifest import GRAPHS
+from ..export.manifest import GRAPHS, Manifest
 from ..export.onnx_export import INPUT_NAMES, export_onnx
 from ..model.checkpoint import load_detector
 from ..model.flops import count_flops, example_inputs
@@ -21,11 +22,13 @@ from ..runtime.timing import time_side_by_side
 from .granularity import narrowest
 
 
-def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, iterations: int = 40) -> None:
+def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, iterations: int = 40,
+                      extra_folders: tuple = ()) -> None:
     """Re-time the dense model's and every variant's three graphs side by side (ONNX Runtime CPU, 2 threads) and
     write the numbers into the manifests (the sweep's own measurement kept as `latency_in_sweep_ms`) and
     variants_root/dense_latency.json, with the narrowest channel-pruned network (granularity.narrowest) timed
-    beside them: the floor of what channel pruning can gain."""
+    beside them: the floor of what channel pruning can gain. `extra_folders`: variants built outside the sweep
+    (`fusion-prune prune`) that a profile may choose from, re-timed in the same run and written back in place."""
     key = str(ORT_CPU_2T)
     cfg = load_yaml(DetectorConfig, dense_dir / "detector.yaml")
     inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES["fused"], example_inputs(cfg)["fused"])}
@@ -33,6 +36,11 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     # spinning on and 4 rounds of 10 calls the ratios moved by a median of 17 % (docs/pruning.md).
     backend = OnnxRuntimeBackend(device="cpu", threads=2, spinning=False)
     folders = {"dense": dense_dir, **{m.name: variants_root / m.name for m in manifests}}
+    extras = [(Manifest.read(f), Path(f)) for f in extra_folders]
+    for m, folder in extras:
+        if m.name in folders:
+            raise UserError(f"{folder}: a variant named {m.name} is already among the ones re-timed")
+        folders[m.name] = folder
     fns = {}
     for name, folder in folders.items():
         for mode in GRAPHS:
@@ -53,12 +61,12 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"],
              key: timed[("channel_floor", "fused")], "ops": ops}
     (variants_root / DENSE_LATENCY).write_text(json.dumps({key: dense, "channel_floor": floor}, indent=1))
-    for m in manifests:
+    for m, folder in [(m, variants_root / m.name) for m in manifests] + extras:
         if not m.remeasured_with_dense:
             m.latency_in_sweep_ms = {key: m.latency_ms[key]}
         m.latency_ms = {**m.latency_ms, key: {graph: timed[(m.name, graph)] for graph in GRAPHS}}
         m.remeasured_with_dense = True
-        m.write(variants_root / m.name)
+        m.write(folder)
 
 
 def channel_floor(variants_root: Path) -> dict | None:
