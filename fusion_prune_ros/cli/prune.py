@@ -39,13 +39,14 @@ def add_prune(sub) -> None:
 def _sweep(args) -> None:
     from ..analysis.sweep_report import sweep_results, write_sweep_report
     from ..export.ladder import write_profile
-    from ..export.manifest import read_manifests
+    from ..export.manifest import MANIFEST_FILE, read_manifests
     from ..prune.retime import remeasure_latency
     from ..prune.sweep import load_sweep_config, plan, run_sweep, start
 
     cfg = load_sweep_config(args.config)
     out, dense = Path(args.out), existing(args.dense, "dense checkpoint")
-    extras = tuple(existing(d, "--extra-variant folder") for d in args.extra_variant)
+    extras = tuple(existing(str(Path(d) / MANIFEST_FILE), "--extra-variant manifest").parent
+                   for d in args.extra_variant)
     begun = start(plan(cfg), out, args.carry)
     print(f"sweep plan: {len(begun.specs)} variants ({begun.done} done here, {len(begun.carried)} carried), "
           f"{cfg.prune.finetune_steps} fine-tuning steps each")
