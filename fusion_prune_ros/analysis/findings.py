@@ -315,8 +315,8 @@ def _floor_ops(ops: dict, dense_ms: float, floor_ms: float) -> list:
         for n in floor["top_nodes"]) + "."]
     if floor["reads_ms"]:
         held = sum(floor["reads_ms"].values())
-        lines[-1] += (" The nodes reading a raw input (the first conv of each branch, which the framework keeps dense, "
-                      "and layout reorders) take " + ", ".join(f"{ms:.2f} ms on `{k}`" for k, ms in
+        lines[-1] += (" The nodes reading a raw input (the first conv of each branch, whose input channels no pruning "
+                      "narrows, and layout reorders) take " + ", ".join(f"{ms:.2f} ms on `{k}`" for k, ms in
                                                                floor["reads_ms"].items())
                       + f": {held:.2f} ms, {held / floor['run_ms'] * 100:.0f} % of the floor.")
     budget = dense_ms / 3

@@ -69,7 +69,8 @@ def format_latency_table(table: LatencyTable, flops: dict, modality: dict, graph
         "|" + "---|" * (len(table.phis) + 1)]
     if graph_ms is not None:
         lines += ["", f"The prunable convs alone add up to {dense:.2f} ms at full width; the dense fused graph runs in "
-                      f"{graph_ms:.2f} ms in the same run ({dense / graph_ms:.0%}; the rest: the two input convs, "
-                      "the head's output convs, grid_sample, pixel shuffle, layout reorders, and what ONNX Runtime "
-                      "fuses or overlaps in the whole graph)."]
+                      f"{graph_ms:.2f} ms in the same run ({dense / graph_ms:.0%}; the rest: what no prunable conv "
+                      "covers (the head's output convs, grid_sample, input convs and a pixel shuffle where the model "
+                      "keeps them in the graph, layout reorders) and what ONNX Runtime fuses or overlaps in the whole "
+                      "graph)."]
     return lines
