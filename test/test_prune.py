@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -649,3 +650,9 @@ def test_profile_ladder_mixes_fused_and_lidar_graphs_and_drops_inaccurate_ones(t
     assert [v.name for v in profile.variants] == ["dense-fused", "good-fused", "fast-fused", "dense-lidar",
                                                   "dense-camera"]
     assert sorted(p.name for p in (tmp_path / "ship").iterdir()) == ["fast", "good"]
+    # One named like a sweep variant would ship over it: refused.
+    _fake_model_dir(tmp_path / "elsewhere" / "good")
+    replace(fast, name="good").write(tmp_path / "elsewhere" / "good")
+    with pytest.raises(UserError, match=r"share a name \(good\)"):
+        write_profile(manifests, dense_dir, tmp_path / "variants", tmp_path / "profiles" / "p.yaml",
+                      extra_folders=(tmp_path / "elsewhere" / "good",))

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import UserError
 from ..runtime.graph_files import graph_digest
 from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
@@ -78,6 +79,11 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     built = [(m, variants_root / m.name) for m in manifests] + [(Manifest.read(f), Path(f)) for f in extra_folders]
     candidates = [dense] + [Candidate.of_variant(m, folder) for m, folder in built
                             if m.granularity == "channel" and m.seed == 0]
+    names = [c.name for c in candidates]
+    if len(set(names)) < len(names):
+        clash = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(f"two candidate variants share a name ({', '.join(clash)}): the profile and the shipped "
+                        "folders are keyed by it")
     chosen = _ladder(candidates, dense.nds("fused") - max_nds_loss, min_step_gain)
     for mode, condition in (("lidar", "camera_lost"), ("camera", "lidar_lost")):
         best = max(candidates, key=lambda c: c.nds(condition))
