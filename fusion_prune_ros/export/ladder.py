@@ -14,7 +14,7 @@ from ..runtime.graph_files import graph_digest
 from ..runtime.latency_key import ORT_CPU_2T
 from ..runtime.profile import Profile, Variant, save_profile
 from .dense_timing import dense_latency
-from .manifest import MANIFEST_FILE, Manifest
+from .manifest import MANIFEST_FILE, Manifest, with_folders
 from .onnx_export import sha256
 from .shared_weights import WEIGHTS_FILE, pack
 
@@ -76,8 +76,8 @@ def write_profile(manifests: list, dense_dir: Path, variants_root: Path, profile
     dense_meta = json.loads((dense_dir / "metadata.json").read_text())
     dense = Candidate("dense", dense_dir, "dense", 0.0, "none", dense_meta["metrics"], dense_meta["complexity"],
                       dense_latency(dense_meta, variants_root))
-    built = [(m, variants_root / m.name) for m in manifests] + [(Manifest.read(f), Path(f)) for f in extra_folders]
-    candidates = [dense] + [Candidate.of_variant(m, folder) for m, folder in built
+    candidates = [dense] + [Candidate.of_variant(m, folder) for m, folder in with_folders(manifests, variants_root,
+                                                                                             extra_folders)
                             if m.granularity == "channel" and m.seed == 0]
     names = [c.name for c in candidates]
     if len(set(names)) < len(names):

@@ -94,6 +94,13 @@ class Manifest:
         return float(self.metrics.get(condition, {}).get("NDS", -1.0))
 
 
+def with_folders(manifests: list, root: Path, extra_folders: tuple = ()) -> list:
+    """(manifest, folder) pairs: a sweep's variants in root/<name>, then variants built elsewhere (read from their
+    folders), which a profile may choose among and a re-timing writes back in place."""
+    return ([(m, Path(root) / m.name) for m in manifests]
+            + [(Manifest.read(f), Path(f)) for f in extra_folders])
+
+
 def read_manifests(root: str | Path) -> list:
     """The manifests of every finished variant in `root`, by name."""
     return [Manifest.read(p.parent) for p in sorted(Path(root).glob(f"*/{MANIFEST_FILE}"))]

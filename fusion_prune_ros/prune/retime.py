@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import DetectorConfig, load_yaml
 from ..errors import UserError
 from ..export.dense_timing import DENSE_LATENCY
-from ..export.manifest import GRAPHS, Manifest
+from ..export.manifest import GRAPHS, with_folders
 from ..export.onnx_export import INPUT_NAMES, export_onnx
 from ..model.checkpoint import load_detector
 from ..model.flops import count_flops, example_inputs
@@ -35,9 +35,9 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     # Spinning off and one timed call per graph per round: two re-timings then agree within about 5 %; with
     # spinning on and 4 rounds of 10 calls the ratios moved by a median of 17 % (docs/pruning.md).
     backend = OnnxRuntimeBackend(device="cpu", threads=2, spinning=False)
-    folders = {"dense": dense_dir, **{m.name: variants_root / m.name for m in manifests}}
-    extras = [(Manifest.read(f), Path(f)) for f in extra_folders]
-    for m, folder in extras:
+    variants = with_folders(manifests, variants_root, extra_folders)
+    folders = {"dense": dense_dir}
+    for m, folder in variants:
         if m.name in folders:
             raise UserError(f"{folder}: a variant named {m.name} is already among the ones re-timed")
         folders[m.name] = folder
@@ -61,7 +61,7 @@ def remeasure_latency(manifests: list, dense_dir: Path, variants_root: Path, ite
     floor = {"params_m": size["params_m"], "gflops": size["fused"]["gflops"],
              key: timed[("channel_floor", "fused")], "ops": ops}
     (variants_root / DENSE_LATENCY).write_text(json.dumps({key: dense, "channel_floor": floor}, indent=1))
-    for m, folder in [(m, variants_root / m.name) for m in manifests] + extras:
+    for m, folder in variants:
         if not m.remeasured_with_dense:
             m.latency_in_sweep_ms = {key: m.latency_ms[key]}
         m.latency_ms = {**m.latency_ms, key: {graph: timed[(m.name, graph)] for graph in GRAPHS}}
